@@ -1,0 +1,67 @@
+"""Where local state lives and which MLflow store is used.
+
+Everything the pipeline writes locally lives under one folder, ``.mlops/`` in the working
+directory by default (``MLOPS_HOME`` moves it). ``MLFLOW_TRACKING_URI`` points MLflow at a
+server (the cluster); otherwise a SQLite store under that folder is used.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_MODEL_NAME = "transformers-qa"
+EXPERIMENT_NAME = "transformers-qa"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path
+    tracking_uri: str
+    model_name: str = DEFAULT_MODEL_NAME
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        return cls(home=home, tracking_uri=uri, model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME))
+
+    @cached_property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @cached_property
+    def artifacts_dir(self) -> Path:
+        """MLflow artifact root when the local SQLite store is used."""
+        return self.home / "mlartifacts"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        """Scratch space for trained models before they are logged to MLflow."""
+        return self.home / "models"
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        """Corpus embeddings keyed by (model fingerprint, corpus hash); safe to delete."""
+        return self.home / "cache"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @cached_property
+    def triton_dir(self) -> Path:
+        return self.home / "triton"
+
+    @cached_property
+    def triton_repository(self) -> Path:
+        """The live Triton model repository: only versions that passed deploy checks land here."""
+        return self.triton_dir / "repository"
+
+    @cached_property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
