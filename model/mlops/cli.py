@@ -1,0 +1,176 @@
+"""`mlops`: one command line for every step, used alike by `make pipeline`, Argo steps and people.
+
+Errors a user can fix (MlopsError) print as one line and exit non-zero; no stack traces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer  # noqa: E402
+
+from mlops.errors import MlopsError  # noqa: E402
+from mlops.settings import Settings  # noqa: E402
+
+app = typer.Typer(
+    help="Question answering over the Transformers codebase: data -> train -> evaluate -> register -> deploy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def echo(message: str) -> None:
+    typer.echo(message, err=True)  # progress on stderr keeps stdout clean for --json
+
+
+def _run(step, *args, **kwargs):
+    """Run a step; a user-fixable error becomes one line on stderr and the error's exit code."""
+    try:
+        return step(*args, **kwargs)
+    except MlopsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        raise typer.Exit(130) from None
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """argv minus ``option VALUE`` / ``option=VALUE``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
+@app.command()
+def data(
+    source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
+) -> None:
+    """Build the symbol corpus and question/passage splits; print the dataset hash."""
+    from mlops.pipeline import build_data
+
+    dataset_hash = _run(build_data, Settings.from_env(), source, echo)
+    typer.echo(dataset_hash)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str | None, typer.Option(help="dataset hash (default: the latest `mlops data`)")] = None,
+    epochs: int = 1,
+    batch_size: Annotated[int, typer.Option(help="global batch, split across processes")] = 32,
+    learning_rate: float = 5e-5,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    seed: int = 13,
+    shuffle_labels: Annotated[bool, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = False,
+    nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
+) -> None:
+    """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
+    from pydantic import ValidationError
+
+    from mlops.train import TrainConfig
+    from mlops.train import train as train_model
+
+    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
+        argv = _without_option(sys.argv[1:], "--nproc-per-node")
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", "-m", "mlops", *argv]
+        raise typer.Exit(subprocess.call(command))
+    try:
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
+                             seed=seed, shuffle_labels=shuffle_labels)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        typer.secho(f"error: --{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    run_id = _run(train_model, Settings.from_env(), config, dataset, echo)
+    if run_id:
+        typer.echo(run_id)
+
+
+@app.command()
+def evaluate(
+    run_id: Annotated[str | None, typer.Option("--run", help="training run (default: the latest)")] = None,
+    metric: Annotated[str, typer.Option(help="gate metric on the test split: mrr, recall_at_1, recall_at_5, recall_at_10")] = "mrr",
+    tolerance: Annotated[float, typer.Option(help="how much worse than the champion the candidate may be")] = 0.01,
+) -> None:
+    """Score the candidate, baselines and champion; write report.json and plots; apply the quality gate."""
+    from pydantic import ValidationError
+
+    from mlops.evaluate import GateConfig
+    from mlops.evaluate import evaluate as run_evaluation
+
+    try:
+        config = GateConfig(metric=metric, tolerance=tolerance)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        typer.secho(f"error: --{problem['loc'][0]}: {problem['msg']}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    _run(run_evaluation, Settings.from_env(), run_id, config, echo)
+
+
+@app.command()
+def register(run_id: Annotated[str | None, typer.Option("--run", help="training run (default: the latest)")] = None) -> None:
+    """Register a run that passed the gate as a model version and mark it `candidate`; print the version."""
+    from mlops.pipeline import register_run
+
+    typer.echo(_run(register_run, Settings.from_env(), run_id, echo))
+
+
+@app.command()
+def deploy(version: Annotated[str | None, typer.Option(help="model version (default: the `candidate`)")] = None) -> None:
+    """Export to Triton, load it in the real server, smoke + contract test, then move `champion`."""
+    from mlops.deploy import deploy as deploy_version
+
+    _run(deploy_version, Settings.from_env(), version, echo)
+
+
+@app.command()
+def pipeline(
+    source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap training steps (quick runs)")] = None,
+) -> None:
+    """The main job: data -> train -> evaluate -> register -> deploy, with the wall time of each stage."""
+    from mlops.pipeline import run_pipeline
+
+    _run(run_pipeline, Settings.from_env(), source, max_steps, echo)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question, in plain words")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="how many answers (1-50)")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of text")] = False,
+) -> None:
+    """Answer a question with the current champion model."""
+    from mlops.ask import ask as answer
+
+    answers, version = _run(answer, Settings.from_env(), question, top_k)
+    if as_json:
+        typer.echo(json.dumps(answers, indent=2))
+        return
+    best = answers[0]
+    typer.echo(f"{best['symbol']}{best['signature']}\n  {best['path']}:{best['line']}  (score {best['score']:.3f}, model version {version})\n")
+    typer.echo(f"  {best['text'][:600]}\n")
+    if len(answers) > 1:
+        typer.echo("Also relevant:")
+        for a in answers[1:]:
+            typer.echo(f"  {a['score']:.3f}  {a['symbol']}  ({a['path']}:{a['line']})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,152 @@
+"""Build, validate, split and version the dataset.
+
+A dataset is a folder ``<datasets>/<hash>/`` holding ``corpus.jsonl`` (the symbols) and
+``train|validation|test.jsonl`` (question/symbol pairs). ``hash`` is the SHA-256 of the content,
+so the same source always gives the same dataset id, and ``LATEST`` names the newest one.
+Splits are made per passage (a symbol's text): a passage, and every question about it, lives in
+exactly one split, so nothing the model trained on is scored as held out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from mlops.data.corpus import Symbol
+from mlops.data.questions import Pair, questions_for
+from mlops.data.text import passage
+from mlops.errors import MlopsError
+
+SPLITS = ("train", "validation", "test")
+SPLIT_PERCENT = {"train": 80, "validation": 10, "test": 10}
+LATEST = "LATEST"
+FORMAT_VERSION = 1
+
+
+def split_of(passage_text: str) -> str:
+    """Deterministic split by a hash of the passage text (not of its position or a random seed)."""
+    bucket = int(hashlib.sha256(passage_text.encode()).hexdigest()[:8], 16) % 100
+    return "train" if bucket < SPLIT_PERCENT["train"] else ("validation" if bucket < 90 else "test")
+
+
+def make_pairs(symbols: Iterable[Symbol]) -> tuple[list[Pair], dict[str, int]]:
+    """All pairs, deduplicated; a question that would point at two different symbols is dropped as ambiguous."""
+    by_question: dict[str, set[str]] = defaultdict(set)
+    first: dict[tuple[str, str], Pair] = {}
+    generated = 0
+    for symbol in symbols:
+        for pair in questions_for(symbol):
+            generated += 1
+            key = (pair.question.lower(), pair.symbol)
+            by_question[key[0]].add(pair.symbol)
+            first.setdefault(key, pair)
+    pairs = [p for (q, _), p in first.items() if len(by_question[q]) == 1]
+    stats = {"generated": generated, "duplicates": generated - len(first), "ambiguous": len(first) - len(pairs), "kept": len(pairs)}
+    return pairs, stats
+
+
+def dedupe_symbols(symbols: Iterable[Symbol]) -> list[Symbol]:
+    seen: dict[str, Symbol] = {}
+    for s in symbols:
+        seen.setdefault(s.symbol, s)  # a name defined twice (e.g. under `if TYPE_CHECKING`) keeps its first definition
+    return sorted(seen.values(), key=lambda s: s.symbol)
+
+
+def _jsonl(records: Iterable[BaseModel]) -> str:
+    return "".join(r.model_dump_json() + "\n" for r in records)
+
+
+def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str) -> tuple[str, dict]:
+    """Write a new dataset version (atomically) and return its hash and manifest."""
+    symbols = dedupe_symbols(symbols)
+    split_by_symbol = {s.symbol: split_of(passage(s)) for s in symbols}
+    pairs, stats = make_pairs(symbols)
+    files = {"corpus.jsonl": _jsonl(symbols)}
+    for split in SPLITS:
+        chosen = sorted((p for p in pairs if split_by_symbol[p.symbol] == split), key=lambda p: (p.symbol, p.question))
+        files[f"{split}.jsonl"] = _jsonl(chosen)
+    digest = hashlib.sha256(f"format={FORMAT_VERSION}\n".encode())
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode())
+    dataset_hash = digest.hexdigest()[:16]
+    manifest = {
+        "hash": dataset_hash,
+        "format": FORMAT_VERSION,
+        "source": source,
+        "symbols": len(symbols),
+        "pairs": stats,
+        "splits": {s: files[f"{s}.jsonl"].count("\n") for s in SPLITS},
+        "rules": {r: sum(p.rule == r for p in pairs) for r in sorted({p.rule for p in pairs})},
+    }
+    target = datasets_dir / dataset_hash
+    if not target.exists():
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=datasets_dir))
+        try:
+            for name, text in files.items():
+                (staging / name).write_text(text, encoding="utf-8")
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    _write_atomic(datasets_dir / LATEST, dataset_hash + "\n")
+    return dataset_hash, manifest
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def resolve(datasets_dir: Path, dataset_hash: str | None) -> Path:
+    """The folder of a dataset version (the latest when ``dataset_hash`` is None)."""
+    if dataset_hash is None:
+        latest = datasets_dir / LATEST
+        if not latest.is_file():
+            raise MlopsError(f"no dataset in {datasets_dir}; run `mlops data` first")
+        dataset_hash = latest.read_text().strip()
+    folder = datasets_dir / dataset_hash
+    if not (folder / "manifest.json").is_file():
+        known = sorted(p.name for p in datasets_dir.glob("*") if (p / "manifest.json").is_file()) if datasets_dir.is_dir() else []
+        raise MlopsError(f"unknown dataset {dataset_hash!r} in {datasets_dir}; known: {', '.join(known) or 'none'} (run `mlops data`)")
+    return folder
+
+
+def _read_jsonl(path: Path, model: type[BaseModel]) -> list:
+    if not path.is_file():
+        raise MlopsError(f"dataset file {path} is missing; rebuild it with `mlops data`")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            records.append(model.model_validate_json(line))
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(x) for x in problem["loc"]) or "(line)"
+            raise MlopsError(
+                f"{path}:{number}: field {field!r}: {problem['msg']}; the file does not match the {model.__name__} schema, rebuild it with `mlops data`"
+            ) from None
+    return records
+
+
+def load_corpus(folder: Path) -> list[Symbol]:
+    return _read_jsonl(folder / "corpus.jsonl", Symbol)
+
+
+def load_split(folder: Path, split: str) -> list[Pair]:
+    if split not in SPLITS:
+        raise MlopsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return _read_jsonl(folder / f"{split}.jsonl", Pair)
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())

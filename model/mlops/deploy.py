@@ -1,0 +1,128 @@
+"""Deploy a registered version: export it, serve it from the real Triton, check it, then crown it.
+
+The new version is exported into a staging repository and loaded by a fresh ``tritonserver``
+(explicit model control, 127.0.0.1, free ports). A smoke test and a contract test (Triton's
+top-k symbols and scores equal the in-process model's) must pass; only then is the version moved
+into the live repository and the ``champion`` alias moved to it. On any failure the staging
+folder is removed, and the live repository and ``champion`` are left as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities.model_registry import ModelVersion
+
+from mlops import registry, tracking
+from mlops.errors import MlopsError
+from mlops.export import export_version
+from mlops.retrieval import Retriever
+from mlops.settings import Settings
+from mlops.triton.client import TritonQAClient
+from mlops.triton.server import TritonServer
+
+SMOKE_QUESTION = "How do I save a fine-tuned model to a folder and load it again later?"
+# Fixed contract questions: different topics, lengths and phrasings.
+CONTRACT_QUESTIONS = (
+    "How do I save a fine-tuned model to a folder and load it again later?",
+    "My GPU runs out of memory while fine-tuning; how do I recompute activations to save memory?",
+    "stop generation when a special word appears",
+    "How can I make my training runs reproducible?",
+    "pad a batch of sequences to the same length",
+    "Which class loads the right tokenizer for any checkpoint name?",
+    "quantize a model to 4 bits to save memory",
+    "print fewer log messages",
+    "learning rate warmup then linear decay",
+    "How do I stream generated tokens to the console as they are produced?",
+    "add new tokens to the vocabulary and resize the embeddings",
+    "evaluate every 500 steps and keep only the best checkpoint",
+)
+CONTRACT_TOP_K = 10
+SCORE_TOLERANCE = 1e-4  # float32 batch-shape noise; far below the gap between distinct answers
+
+
+def resolve_version(client, name: str, version: str | None) -> ModelVersion:
+    if version is not None:
+        return registry.get_version(client, name, version)
+    candidate = registry.by_alias(client, name, registry.CANDIDATE)
+    if candidate is None:
+        raise MlopsError(f"model {name!r} has no 'candidate' version; run `mlops register` or pass --version N")
+    return candidate
+
+
+def smoke_test(qa: TritonQAClient, name: str) -> None:
+    answers = qa.ask([SMOKE_QUESTION], top_k=5, model_name=name)[0]
+    fields = {"symbol", "path", "line", "score", "text"}
+    if len(answers) != 5 or any(not fields <= a.keys() or not math.isfinite(a["score"]) for a in answers):
+        raise MlopsError(f"smoke test failed: Triton answered {answers!r:.200} to {SMOKE_QUESTION!r}")
+
+
+def same_answers(served: list[dict], local: list[dict], tolerance: float = SCORE_TOLERANCE) -> str | None:
+    """None if the rankings agree; else what differs. Near-ties (within tolerance) may swap places."""
+    if len(served) != len(local):
+        return f"{len(served)} answers from Triton, {len(local)} in-process"
+    for rank, (a, b) in enumerate(zip(served, local, strict=True), start=1):
+        if abs(a["score"] - b["score"]) > tolerance:
+            return f"rank {rank}: score {a['score']} from Triton vs {b['score']} in-process ({a['symbol']} / {b['symbol']})"
+        if a["symbol"] != b["symbol"] and not any(abs(a["score"] - c["score"]) <= tolerance for c in local if c["symbol"] == a["symbol"]):
+            return f"rank {rank}: {a['symbol']} from Triton vs {b['symbol']} in-process"
+    return None
+
+
+def contract_test(qa: TritonQAClient, name: str, local: Retriever) -> None:
+    served = qa.ask(list(CONTRACT_QUESTIONS), top_k=CONTRACT_TOP_K, model_name=name)
+    expected = local.search(list(CONTRACT_QUESTIONS), top_k=CONTRACT_TOP_K)
+    for question, a, b in zip(CONTRACT_QUESTIONS, served, expected, strict=True):
+        problem = same_answers(a, b)
+        if problem:
+            raise MlopsError(f"contract test failed on {question!r}: {problem}")
+
+
+def install(staged_version: Path, live_repository: Path) -> Path:
+    """Make the staged version the only one in the live repository (what serving loads)."""
+    name = staged_version.parent.name
+    live_model = live_repository / name
+    live_model.mkdir(parents=True, exist_ok=True)
+    target = live_model / staged_version.name
+    trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=live_repository))
+    if target.exists():
+        os.replace(target, trash / "previous")
+    os.replace(staged_version, target)
+    shutil.copyfile(staged_version.parent / "config.pbtxt", live_model / "config.pbtxt.tmp")
+    os.replace(live_model / "config.pbtxt.tmp", live_model / "config.pbtxt")
+    for other in live_model.iterdir():
+        if other.is_dir() and other.name != target.name:
+            os.replace(other, trash / other.name)
+    shutil.rmtree(trash, ignore_errors=True)
+    return target
+
+
+def deploy(settings: Settings, version: str | None = None, echo=print) -> ModelVersion:
+    client = tracking.configure(settings)
+    model_version = resolve_version(client, settings.model_name, version)
+    echo(f"deploying {settings.model_name} version {model_version.version} (run {model_version.run_id})")
+    settings.triton_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.triton_dir))
+    try:
+        folder = export_version(settings, client, model_version, staging, echo=echo)
+        started = time.perf_counter()
+        with TritonServer(staging, settings.logs_dir / f"triton-deploy-v{model_version.version}") as server:
+            echo(f"  tritonserver up at http://{server.http_url} ({time.perf_counter() - started:.1f}s); loading the model")
+            server.load_model(settings.model_name)
+            with TritonQAClient(server.http_url) as qa:
+                smoke_test(qa, settings.model_name)
+                echo("  smoke test passed")
+                contract_test(qa, settings.model_name, Retriever.load(folder))
+                echo(f"  contract test passed: {len(CONTRACT_QUESTIONS)} questions, top-{CONTRACT_TOP_K} symbols and scores equal")
+            live = install(folder, settings.triton_repository)
+            registry.promote_champion(client, settings.model_name, model_version.version)
+            echo(f"  champion -> version {model_version.version}; live repository {live}")
+        echo("  tritonserver stopped")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return model_version

@@ -1,0 +1,215 @@
+"""Evaluate a trained model against baselines and the champion, and decide the quality gate.
+
+Systems compared on the same corpus and questions:
+  candidate        the fine-tuned encoder fused with BM25 (weight chosen on the validation split)
+  candidate_dense  the fine-tuned encoder alone
+  untuned          all-MiniLM-L6-v2 as shipped, alone
+  bm25             BM25 alone
+  champion         the registered ``champion`` (its own encoder and weight), if there is one
+Question sets: the dataset's held-out ``test`` split (templated, sliced by category) and the
+hand-written natural questions (sliced by topic; reported, never trained on).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import mlflow
+import numpy as np
+from pydantic import BaseModel, Field
+
+from mlops import registry, tracking
+from mlops.data import dataset
+from mlops.data.corpus import Symbol
+from mlops.encoder import Encoder, base_model_path
+from mlops.errors import GateFailed, MlopsError
+from mlops.eval_sets import load_natural_questions
+from mlops.metrics import KS, score_by_slice
+from mlops.retrieval import Retriever, corpus_embeddings
+from mlops.settings import Settings
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here or in pods)
+
+BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
+class GateConfig(BaseModel):
+    metric: str = Field("mrr", pattern="^(mrr|recall_at_(1|5|10))$", description="test-split metric the gate compares")
+    tolerance: float = Field(0.01, ge=0, le=1, description="how much worse than the champion a candidate may be")
+
+
+class QuestionSet(BaseModel):
+    questions: list[str]
+    expected: list[set[str]]
+    slices: list[str]
+
+
+def _test_set(folder: Path, split: str, symbols: dict[str, Symbol]) -> QuestionSet:
+    pairs = dataset.load_split(folder, split)
+    return QuestionSet(
+        questions=[p.question for p in pairs], expected=[{p.symbol} for p in pairs], slices=[symbols[p.symbol].category for p in pairs]
+    )
+
+
+def _natural_set(symbols: dict[str, Symbol]) -> QuestionSet:
+    items = load_natural_questions()
+    missing = sorted({s for q in items for s in q.expected} - symbols.keys())
+    if missing:
+        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix eval_sets/natural_questions.yaml")
+    return QuestionSet(questions=[q.question for q in items], expected=[set(q.expected) for q in items], slices=[q.topic for q in items])
+
+
+def score(retriever: Retriever, questions: QuestionSet) -> dict:
+    ranked = [[retriever.symbols[i].symbol for i, _ in hits] for hits in retriever.rank(questions.questions, max(KS))]
+    return score_by_slice(ranked, questions.expected, questions.slices)
+
+
+def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
+    """Model selection on the validation split: the fusion weight that maximises the gate metric."""
+    results = {w: score(Retriever(encoder, symbols, embeddings, w), validation)["overall"][metric] for w in BM25_WEIGHTS}
+    best = max(results, key=lambda w: (results[w], -w))
+    return best, {str(w): v for w, v in results.items()}
+
+
+def decide_gate(systems: dict, config: GateConfig) -> tuple[bool, str, list[dict]]:
+    """Pass only if the tuned encoder beats the untuned one and the candidate is not worse than the champion."""
+    metric = config.metric
+    value = lambda name: systems[name]["test"]["overall"][metric]  # noqa: E731
+    checks = [{
+        "check": f"candidate_dense test {metric} > untuned test {metric}",
+        "passed": value("candidate_dense") > value("untuned"),
+        "values": [value("candidate_dense"), value("untuned")],
+    }]
+    if "champion" in systems:
+        checks.append({
+            "check": f"candidate test {metric} >= champion test {metric} - {config.tolerance}",
+            "passed": value("candidate") >= value("champion") - config.tolerance,
+            "values": [value("candidate"), value("champion")],
+        })
+    failed = [c for c in checks if not c["passed"]]
+    if not failed:
+        return True, "all checks passed", checks
+    c = failed[0]
+    return False, f"{c['check']} is false ({c['values'][0]:.4f} vs {c['values'][1]:.4f})", checks
+
+
+def _plot(systems: dict, out: Path) -> list[Path]:
+    names = list(systems)
+    keys = [f"recall_at_{k}" for k in KS] + ["mrr"]
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, which in zip(axes, ("test", "natural"), strict=True):
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            values = [systems[name][which]["overall"][k] for k in keys]
+            ax.bar(np.arange(len(keys)) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
+        ax.set_title(f"{which} questions (n={systems[names[0]][which]['overall']['count']})")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "metrics.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    for which in ("test", "natural"):
+        slices = sorted(systems["candidate"][which]["slices"])
+        fig, ax = plt.subplots(figsize=(max(8, len(slices) * 0.6), 4.5))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            ax.bar(np.arange(len(slices)) + i * width, [systems[name][which]["slices"][s]["recall_at_5"] for s in slices], width, label=name)
+        ax.set_xticks(np.arange(len(slices)) + 0.4 - width / 2, slices, rotation=45, ha="right")
+        ax.set_ylabel("recall@5")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"recall@5 per {'category' if which == 'test' else 'topic'} ({which} questions)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(out / f"slices_{which}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=print) -> dict:
+    """Evaluate a training run (the latest by default); log the report; raise GateFailed if the gate fails."""
+    client = tracking.configure(settings)
+    run = tracking.get_run(client, run_id) if run_id else tracking.latest_training_run(client)
+    run_id = run.info.run_id
+    folder = tracking.download(client, run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
+    corpus = dataset.load_corpus(folder)
+    by_name = {s.symbol: s for s in corpus}
+    sets = {"test": _test_set(folder, "test", by_name), "natural": _natural_set(by_name)}
+    validation = _test_set(folder, "validation", by_name)
+    echo(f"evaluating run {run_id} on {len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions, corpus of {len(corpus)}")
+
+    def encoder_retriever(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
+        echo(f"  encoding the corpus with the {label} encoder")
+        encoder = Encoder(model_dir)
+        return encoder, corpus_embeddings(encoder, corpus, settings.cache_dir)
+
+    cand_encoder, cand_emb = encoder_retriever("candidate", tracking.download(client, run_id, tracking.MODEL_ARTIFACT, settings.cache_dir))
+    weight, sweep = choose_bm25_weight(cand_encoder, corpus, cand_emb, validation, config.metric)
+    echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
+    base_encoder, base_emb = encoder_retriever("untuned", base_model_path())
+    retrievers = {
+        "candidate": Retriever(cand_encoder, corpus, cand_emb, weight),
+        "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0),
+        "untuned": Retriever(base_encoder, corpus, base_emb, 0.0),
+        "bm25": Retriever(None, corpus, None, 1.0),
+    }
+    champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
+    if champion is not None:
+        champ_encoder, champ_emb = encoder_retriever(
+            f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
+        )
+        retrievers["champion"] = Retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))
+
+    systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
+    passed, reason, checks = decide_gate(systems, config)
+    report = {
+        "run_id": run_id,
+        "dataset_hash": run.data.tags.get(tracking.TAG_DATASET),
+        "champion_version": champion.version if champion else None,
+        "bm25_weight": weight,
+        "bm25_weight_sweep_validation": sweep,
+        "systems": systems,
+        "gate": {"passed": passed, "reason": reason, "metric": config.metric, "tolerance": config.tolerance, "checks": checks},
+    }
+    out = settings.reports_dir / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    plots = _plot(systems, out)
+    _log(client, run_id, report, out, plots)
+    _print_table(systems, echo)
+    echo(f"report: {out / 'report.json'}")
+    if not passed:
+        raise GateFailed(f"quality gate failed for run {run_id}: {reason}")
+    echo(f"quality gate passed: {reason}")
+    return report
+
+
+def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> None:
+    candidate = report["systems"]["candidate"]
+    metrics = {f"{which}_{k}": v for which in ("test", "natural") for k, v in candidate[which]["overall"].items() if k != "count"}
+    metrics.update({f"baseline_{name}_natural_recall_at_5": s["natural"]["overall"]["recall_at_5"] for name, s in report["systems"].items() if name != "candidate"})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(out / "report.json"), "evaluation")
+        for plot in plots:
+            mlflow.log_artifact(str(plot), "evaluation")
+        mlflow.set_tags({
+            tracking.TAG_GATE: "passed" if report["gate"]["passed"] else "failed",
+            tracking.TAG_GATE_REASON: report["gate"]["reason"],
+            tracking.TAG_BM25_WEIGHT: str(report["bm25_weight"]),
+        })
+
+
+def _print_table(systems: dict, echo) -> None:
+    echo(f"  {'system':<16}" + "".join(f"{which + ' ' + k:>14}" for which in ("test", "natural") for k in ("r@1", "r@5", "mrr")))
+    for name, s in systems.items():
+        row = [s[which]["overall"][k] for which in ("test", "natural") for k in ("recall_at_1", "recall_at_5", "mrr")]
+        echo(f"  {name:<16}" + "".join(f"{v:>14.3f}" for v in row))

@@ -1,0 +1,49 @@
+"""Export a registered model version as a Triton model-repository version folder.
+
+``<repository>/<name>/config.pbtxt`` and ``<repository>/<name>/<version>/``: the python-backend
+adapter (``model.py``) plus everything ``Retriever.load`` needs (encoder, corpus, embeddings,
+fusion weight). Built only from what MLflow holds, so any machine with access to the tracking
+server can export it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from mlops import tracking
+from mlops.data import dataset
+from mlops.encoder import Encoder
+from mlops.retrieval import Retriever, corpus_embeddings
+from mlops.settings import Settings
+from mlops.triton.config import render_model_config
+
+# The python-backend adapter; copied, not imported (it needs Triton's stub to import).
+ADAPTER = Path(__file__).parent / "triton" / "python_model.py"
+
+
+def export_version(settings: Settings, client: MlflowClient, version: ModelVersion, repository: Path, echo=print) -> Path:
+    """Write ``repository/<name>/<version>/`` and the model's ``config.pbtxt``; returns the version folder."""
+    model_dir = tracking.download(client, version.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
+    data_dir = tracking.download(client, version.run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
+    symbols = dataset.load_corpus(data_dir)
+    encoder = Encoder(model_dir)
+    echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
+    embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
+    model_root = repository / version.name
+    folder = model_root / str(version.version)
+    shutil.rmtree(folder, ignore_errors=True)
+    retriever = Retriever(encoder, symbols, embeddings, float(version.tags[tracking.TAG_BM25_WEIGHT]))
+    retriever.save(folder, manifest={
+        "model_name": version.name,
+        "model_version": str(version.version),
+        "run_id": version.run_id,
+        "dataset_hash": version.tags.get("dataset_hash"),
+        "git_sha": version.tags.get("git_sha"),
+    })
+    shutil.copyfile(ADAPTER, folder / "model.py")
+    (model_root / "config.pbtxt").write_text(render_model_config(version.name))
+    return folder

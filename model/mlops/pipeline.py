@@ -1,0 +1,67 @@
+"""The steps glued together: `mlops data`, `mlops register`, and `mlops pipeline` (all five, timed)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mlops import registry, tracking
+from mlops.data import dataset
+from mlops.data.corpus import extract_symbols, installed_package_root
+from mlops.deploy import deploy
+from mlops.evaluate import GateConfig, evaluate
+from mlops.settings import Settings
+from mlops.train import TrainConfig, train
+
+
+def build_data(settings: Settings, source: Path | None, echo=print) -> str:
+    root = Path(source) if source else installed_package_root()
+    echo(f"reading {root}")
+    with tqdm(desc="parsing source files", unit="file", leave=False) as bar:
+        symbols, failures = extract_symbols(root, progress=lambda _: bar.update())
+    for failure in failures:
+        echo(f"  skipped (does not parse): {failure}")
+    dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root))
+    echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
+         f"{manifest['pairs']['ambiguous']} ambiguous dropped) in {settings.datasets_dir / dataset_hash}")
+    return dataset_hash
+
+
+def register_run(settings: Settings, run_id: str | None, echo=print) -> str:
+    client = tracking.configure(settings)
+    run_id = run_id or tracking.latest_training_run(client).info.run_id
+    version = registry.register(client, settings.model_name, run_id)
+    echo(f"registered {settings.model_name} version {version.version} from run {run_id}; alias 'candidate' -> {version.version}")
+    return str(version.version)
+
+
+@contextmanager
+def _stage(name: str, times: dict[str, float], echo):
+    echo(f"==> {name}")
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[name] = time.perf_counter() - started
+        echo(f"<== {name}: {times[name]:.1f}s")
+
+
+def run_pipeline(settings: Settings, source: Path | None = None, max_steps: int | None = None, echo=print) -> None:
+    times: dict[str, float] = {}
+    try:
+        with _stage("data", times, echo):
+            dataset_hash = build_data(settings, source, echo)
+        with _stage("train", times, echo):
+            run_id = train(settings, TrainConfig(max_steps=max_steps), dataset_hash, echo)
+        with _stage("evaluate", times, echo):
+            evaluate(settings, run_id, GateConfig(), echo)
+        with _stage("register", times, echo):
+            version = register_run(settings, run_id, echo)
+        with _stage("deploy", times, echo):
+            deploy(settings, version, echo)
+    finally:
+        total = sum(times.values())
+        echo("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")

@@ -1,0 +1,72 @@
+"""The MLflow model registry: versions, their tags, and the lifecycle aliases.
+
+``candidate`` marks the version that passed the gate and waits for deployment; ``champion``
+marks the one serving (moved only after Triton's smoke and contract tests pass).
+"""
+
+from __future__ import annotations
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlops import tracking
+from mlops.errors import MlopsError
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+def by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None  # no such model or alias yet
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException:
+        known = [v.version for v in client.search_model_versions(f"name = '{name}'")] if _exists(client, name) else []
+        raise MlopsError(
+            f"model {name!r} has no version {version!r}; known versions: {', '.join(sorted(known, key=int)) or 'none'}"
+        ) from None
+
+
+def _exists(client: MlflowClient, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+        return True
+    except MlflowException:
+        return False
+
+
+def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
+    """Register a run's model if (and only if) it passed the gate, and mark it ``candidate``."""
+    run = tracking.get_run(client, run_id)
+    gate = run.data.tags.get(tracking.TAG_GATE)
+    if gate != "passed":
+        reason = run.data.tags.get(tracking.TAG_GATE_REASON, "it has not been evaluated; run `mlops evaluate` first")
+        raise MlopsError(f"run {run_id} cannot be registered: gate {gate or 'not run'}: {reason}")
+    if not _exists(client, name):
+        client.create_registered_model(name, description="Question answering over the Transformers codebase (encoder + index)")
+    metrics = {k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith(("test_", "natural_"))}
+    tags = {
+        "git_sha": run.data.tags.get(tracking.TAG_GIT_SHA, "unknown"),
+        "dataset_hash": run.data.tags[tracking.TAG_DATASET],
+        tracking.TAG_BM25_WEIGHT: run.data.tags[tracking.TAG_BM25_WEIGHT],
+        **metrics,
+    }
+    version = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/{tracking.MODEL_ARTIFACT}", run_id=run_id, tags=tags
+    )
+    client.set_registered_model_alias(name, CANDIDATE, version.version)
+    return version
+
+
+def promote_champion(client: MlflowClient, name: str, version: str) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    candidate = by_alias(client, name, CANDIDATE)
+    if candidate is not None and candidate.version == version:
+        client.delete_registered_model_alias(name, CANDIDATE)  # it is not waiting any more

@@ -1,0 +1,159 @@
+"""Hybrid retrieval over the symbol corpus: dense (the encoder) fused with BM25.
+
+A ``Retriever`` is what gets deployed: ``save`` writes a self-contained folder (encoder weights,
+corpus, passage embeddings, fusion weight) that Triton's python backend ``load``s, so Triton and
+the in-process path answer with the same code and the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from mlops.data.corpus import Symbol
+from mlops.data.text import clean_docstring, identifier_words, passage
+from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
+from mlops.errors import MlopsError
+
+ANSWER_TEXT_CHARS = 1200
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN) | {"how", "do", "can", "what", "i", "my", "me", "want"}
+
+
+def _stem(word: str) -> str:
+    """A crude suffix stripper: enough for 'checkpointing' to meet 'checkpoint' in BM25."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4 and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def lexical_tokens(text: str) -> list[str]:
+    words = _WORD.findall(identifier_words(text).lower())
+    return [_stem(w) for w in words if w not in _STOPWORDS]
+
+
+class BM25Index:
+    def __init__(self, passages: Sequence[str]):
+        self._bm25 = bm25s.BM25()
+        self._bm25.index([lexical_tokens(p) for p in passages], show_progress=False)
+        self.size = len(passages)
+
+    def scores(self, question: str) -> np.ndarray:
+        tokens = lexical_tokens(question)
+        if not tokens:
+            return np.zeros(self.size, dtype=np.float32)
+        return self._bm25.get_scores(tokens).astype(np.float32)
+
+
+class Retriever:
+    """Scores = (1 - w) * cosine(question, passage) + w * BM25 / max BM25 of that question."""
+
+    def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float):
+        if not 0.0 <= bm25_weight <= 1.0:
+            raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
+        if encoder is None and bm25_weight < 1.0:
+            raise MlopsError("a retriever without an encoder must be pure BM25 (bm25_weight 1.0)")
+        self.encoder = encoder
+        self.symbols = symbols
+        self.embeddings = embeddings
+        self.bm25_weight = bm25_weight
+        self.bm25 = BM25Index([passage(s) for s in symbols]) if bm25_weight > 0 else None
+
+    def scores(self, questions: Sequence[str]) -> np.ndarray:
+        """(questions x corpus) fused scores."""
+        total = np.zeros((len(questions), len(self.symbols)), dtype=np.float32)
+        if self.bm25_weight < 1.0:
+            total += (1.0 - self.bm25_weight) * (self.encoder.encode_queries(questions) @ self.embeddings.T)
+        if self.bm25 is not None:
+            for row, question in enumerate(questions):
+                lexical = self.bm25.scores(question)
+                peak = lexical.max()
+                if peak > 0:
+                    total[row] += self.bm25_weight * lexical / peak
+        return total
+
+    def rank(self, questions: Sequence[str], top_k: int) -> list[list[tuple[int, float]]]:
+        """Per question, the best ``top_k`` (corpus index, score) pairs, best first (ties by corpus order)."""
+        scores = self.scores(questions)
+        top_k = min(top_k, len(self.symbols))
+        ranked = []
+        for row in scores:
+            idx = np.argpartition(-row, top_k - 1)[:top_k]
+            idx = idx[np.lexsort((idx, -row[idx]))]
+            ranked.append([(int(i), float(row[i])) for i in idx])
+        return ranked
+
+    def search(self, questions: Sequence[str], top_k: int = 5) -> list[list[dict]]:
+        """Answers as plain dicts: what the CLI prints and what Triton returns as JSON."""
+        for q in questions:
+            if not q or not q.strip():
+                raise MlopsError("the question is empty; ask something, e.g. \"How do I save a model?\"")
+        if top_k <= 0:
+            raise MlopsError(f"top_k must be positive, got {top_k}")
+        return [[self.answer(i, score) for i, score in hits] for hits in self.rank(questions, top_k)]
+
+    def answer(self, index: int, score: float) -> dict:
+        s = self.symbols[index]
+        return {
+            "symbol": s.symbol,
+            "kind": s.kind,
+            "signature": s.signature,
+            "path": s.path,
+            "line": s.line,
+            "score": round(score, 6),
+            "text": clean_docstring(s.docstring)[:ANSWER_TEXT_CHARS],
+        }
+
+    # -- the deployable folder ------------------------------------------------------------------
+    def save(self, folder: Path, manifest: dict) -> None:
+        """Write encoder, corpus, embeddings and settings into ``folder`` (which must be new or empty)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save(folder / "encoder")
+        with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
+        np.save(folder / "embeddings.npy", self.embeddings)
+        settings = {"bm25_weight": self.bm25_weight, **manifest}
+        (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path) -> Retriever:
+        folder = Path(folder)
+        settings_file = folder / "retrieval.json"
+        if not settings_file.is_file():
+            raise MlopsError(f"{folder} is not an exported model (retrieval.json missing); run `mlops deploy`")
+        settings = json.loads(settings_file.read_text())
+        symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+        embeddings = np.load(folder / "embeddings.npy")
+        if embeddings.shape[0] != len(symbols):
+            raise MlopsError(f"{folder}: {embeddings.shape[0]} embeddings for {len(symbols)} symbols; re-export the model")
+        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"])
+
+    @staticmethod
+    def manifest(folder: Path) -> dict:
+        return json.loads((Path(folder) / "retrieval.json").read_text())
+
+
+def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
+    """Passage embeddings, cached on disk by (model weights hash, passages hash): encoding is the slow part."""
+    texts = [passage(s) for s in symbols]
+    if cache_dir is None:
+        return encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
+    corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "embeddings" / f"{model_fingerprint(encoder.path)}-{corpus_hash}.npy"
+    if path.is_file():
+        return np.load(path)
+    embeddings = encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, embeddings)
+    os.replace(tmp, path)
+    return embeddings

@@ -1,0 +1,112 @@
+"""MLflow set-up and the run look-ups the steps share.
+
+MLflow is the pipeline's memory: a training run holds the model, its dataset hash and, after
+evaluation, the gate verdict; later steps find "the latest training run" there rather than in
+local files, so the same commands work against the cluster's tracking server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlops.errors import MlopsError
+from mlops.settings import EXPERIMENT_NAME, Settings
+
+# Run tags written by the steps (and read by the next ones).
+TAG_STAGE = "mlops.stage"  # "train" on training runs
+TAG_DATASET = "mlops.dataset_hash"
+TAG_GATE = "mlops.gate"  # "passed" | "failed", written by evaluate
+TAG_GATE_REASON = "mlops.gate_reason"
+TAG_GIT_SHA = "mlops.git_sha"
+TAG_BM25_WEIGHT = "mlops.bm25_weight"  # fusion weight chosen by evaluate on the validation split
+MODEL_ARTIFACT = "model"
+DATASET_ARTIFACT = "dataset"
+
+
+def git_sha() -> str:
+    """The commit the code ran from (GIT_SHA in CI/Argo, else `git rev-parse`), '+dirty' if uncommitted changes."""
+    if os.environ.get("GIT_SHA"):
+        return os.environ["GIT_SHA"]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout
+        return sha + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def quiet_mlflow() -> None:
+    """MLflow's SQLite migrations and deprecation chatter drown the pipeline's own progress lines."""
+    for name in ("mlflow", "alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the store and make sure the experiment exists (artifacts under .mlops/ locally)."""
+    quiet_mlflow()
+    if settings.tracking_uri.startswith("sqlite:"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    try:
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if experiment is None:
+            location = settings.artifacts_dir.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
+            client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+    except MlflowException as exc:
+        raise MlopsError(f"MLflow store {settings.tracking_uri} is not usable: {exc.message.splitlines()[0]}") from None
+    mlflow.set_experiment(EXPERIMENT_NAME)
+    return client
+
+
+def experiment_id(client: MlflowClient) -> str:
+    return client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+
+
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise MlopsError(f"no MLflow run {run_id!r}; list runs with `make mlflow-ui` or use the latest") from None
+
+
+def latest_training_run(client: MlflowClient) -> Run:
+    runs = client.search_runs(
+        [experiment_id(client)],
+        filter_string=f"tags.`{TAG_STAGE}` = 'train' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise MlopsError("no finished training run in MLflow; run `mlops train` first")
+    return runs[0]
+
+
+def download(client: MlflowClient, run_id: str, artifact_path: str, cache_dir: Path) -> Path:
+    """A run's artifact folder on local disk (downloaded once per run into the cache)."""
+    local = cache_dir / "runs" / run_id / artifact_path
+    if local.exists():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=local.parent))  # no half-downloaded folder is ever reused
+    try:
+        fetched = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(staging))
+        os.replace(fetched, local)
+    except (MlflowException, OSError) as exc:
+        raise MlopsError(f"could not fetch artifact {artifact_path!r} of run {run_id}: {str(exc).splitlines()[0]}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return local

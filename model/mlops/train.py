@@ -1,0 +1,185 @@
+"""Fine-tune the encoder with a contrastive in-batch-negatives loss (MultipleNegativesRanking).
+
+Runs in one process, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on
+GPU): each rank encodes its share of the batch, embeddings are all-gathered so every question
+is scored against the passages of the whole global batch, and rank 0 alone logs to MLflow and
+writes the one saved model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+from pydantic import BaseModel, Field
+from torch.nn.parallel import DistributedDataParallel
+
+from mlops import tracking
+from mlops.data import dataset
+from mlops.data.text import passage
+from mlops.encoder import PASSAGE_MAX_TOKENS, QUERY_MAX_TOKENS, Encoder, base_model_path
+from mlops.errors import MlopsError
+from mlops.settings import Settings
+
+LOG_EVERY = 5
+
+
+class TrainConfig(BaseModel):
+    epochs: int = Field(1, ge=1, le=50)
+    batch_size: int = Field(32, ge=2, le=1024, description="global batch (split across processes)")
+    learning_rate: float = Field(5e-5, gt=0, le=1e-2)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
+    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
+    seed: int = 13
+    shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
+
+
+class Distributed(BaseModel):
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join the process group when launched by torchrun (it sets WORLD_SIZE/RANK/LOCAL_RANK)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+    info = Distributed(rank=dist.get_rank(), world_size=world_size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if backend == "nccl":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def _training_examples(folder: Path, config: TrainConfig) -> list[tuple[str, str, int]]:
+    """(question, passage, passage id) triples from the train split."""
+    passages = {s.symbol: passage(s) for s in dataset.load_corpus(folder)}
+    pairs = dataset.load_split(folder, "train")
+    ids = {name: i for i, name in enumerate(sorted(passages))}
+    examples = [(p.question, passages[p.symbol], ids[p.symbol]) for p in pairs]
+    if config.shuffle_labels:
+        shuffled = [e[1:] for e in examples]
+        random.Random(config.seed).shuffle(shuffled)
+        examples = [(q, *rest) for (q, _, _), rest in zip(examples, shuffled, strict=True)]
+    return examples
+
+
+def _contrastive_loss(q: torch.Tensor, p: torch.Tensor, ids: torch.Tensor, scale: float, env: Distributed) -> torch.Tensor:
+    """Cross-entropy of each question against every passage in the global batch."""
+    if env.world_size > 1:
+        p_all = torch.cat(dist_fn.all_gather(p), dim=0)  # differentiable: gradients flow back to each rank
+        ids_all = torch.cat(dist_fn.all_gather(ids), dim=0)
+    else:
+        p_all, ids_all = p, ids
+    logits = scale * q @ p_all.T
+    offset = env.rank * q.shape[0]
+    targets = torch.arange(q.shape[0], device=q.device) + offset
+    # The same passage twice in a batch is not a negative of itself.
+    duplicate = (ids.unsqueeze(1) == ids_all.unsqueeze(0)) & ~torch.nn.functional.one_hot(targets, p_all.shape[0]).bool()
+    logits = logits.masked_fill(duplicate, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def _lr_at(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print) -> str | None:
+    """Train one model; returns the MLflow run id on rank 0 (None on other ranks)."""
+    env = init_distributed()
+    try:
+        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None))
+    finally:
+        if env.world_size > 1:
+            dist.destroy_process_group()
+
+
+def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo) -> str | None:
+    folder = dataset.resolve(settings.datasets_dir, dataset_hash)
+    manifest = dataset.manifest_of(folder)
+    examples = _training_examples(folder, config)
+    local_batch = config.batch_size // env.world_size
+    if local_batch < 1 or config.batch_size % env.world_size:
+        raise MlopsError(f"batch size {config.batch_size} does not split over {env.world_size} processes; use a multiple")
+    steps_per_epoch = len(examples) // config.batch_size
+    if steps_per_epoch == 0:
+        raise MlopsError(f"{len(examples)} training pairs are fewer than one batch of {config.batch_size}; lower --batch-size")
+    total = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
+    warmup = int(total * config.warmup_ratio)
+
+    torch.manual_seed(config.seed)
+    encoder = Encoder(base_model_path(), device=f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    encoder.model.train()
+    model = DistributedDataParallel(encoder.model) if env.world_size > 1 else encoder.model
+    optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))
+
+    run = None
+    if env.is_main:
+        tracking.configure(settings)
+        run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"], tracking.TAG_GIT_SHA: tracking.git_sha()})
+        mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "backend": dist.get_backend() if env.world_size > 1 else "none",
+                           "dataset_hash": manifest["hash"], "train_pairs": len(examples), "total_steps": total, "base_model": "all-MiniLM-L6-v2"})
+        echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
+    try:
+        started = time.perf_counter()
+        step, pending = 0, []
+        for epoch in range(config.epochs):
+            order = list(range(len(examples)))
+            random.Random(config.seed + epoch).shuffle(order)  # same order on every rank; each takes its slice
+            for batch_start in range(0, steps_per_epoch * config.batch_size, config.batch_size):
+                if step >= total:
+                    break
+                mine = order[batch_start + env.rank * local_batch : batch_start + (env.rank + 1) * local_batch]
+                questions, passages, ids = zip(*(examples[i] for i in mine), strict=True)
+                q = encoder.embed(encoder.tokenize(questions, QUERY_MAX_TOKENS), model=model)
+                p = encoder.embed(encoder.tokenize(passages, PASSAGE_MAX_TOKENS), model=model)
+                loss = _contrastive_loss(q, p, torch.tensor(ids, device=q.device), config.scale, env)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                pending.append((step, loss.item()))
+                if env.is_main and (step % LOG_EVERY == 0 or step == total):
+                    for s, value in pending:
+                        mlflow.log_metric("train_loss", value, step=s)
+                    pending.clear()
+                    elapsed = time.perf_counter() - started
+                    echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{elapsed / step * (total - step):.0f}s left")
+        if not env.is_main:
+            return None
+        seconds = time.perf_counter() - started
+        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds})
+        out = settings.models_dir / run.info.run_id
+        shutil.rmtree(out, ignore_errors=True)
+        encoder.model.eval()
+        encoder.save(out / tracking.MODEL_ARTIFACT)
+        mlflow.log_artifacts(str(out / tracking.MODEL_ARTIFACT), tracking.MODEL_ARTIFACT)
+        mlflow.log_artifacts(str(folder), tracking.DATASET_ARTIFACT)  # evaluate and export read the data from here
+        shutil.rmtree(out, ignore_errors=True)  # MLflow holds the model now
+        mlflow.end_run()
+        echo(f"trained in {seconds:.0f}s; model logged to run {run.info.run_id}")
+        return run.info.run_id
+    except BaseException:
+        if run is not None:
+            mlflow.end_run(status="FAILED")
+        raise

@@ -1,0 +1,84 @@
+"""Ask the question-answering model served by Triton over HTTP.
+
+Each question goes out as its own request, all of them at once, so Triton's dynamic batcher can group
+them into one model call. The underlying tritonclient (gevent) client is not thread-safe: use one
+``TritonQAClient`` per thread.
+"""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+
+import gevent
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from mlops.errors import MlopsError
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class TritonQAClient:
+    def __init__(self, url: str, *, concurrency: int = 16, timeout_s: float = 60) -> None:
+        """``url`` is ``host:port`` of Triton's HTTP endpoint, without a scheme."""
+        self.url = url
+        # Checked here: tritonclient's own check leaves a half-built client that errors again in __del__.
+        if "://" in url:
+            raise MlopsError(f"Triton URL {url!r} has a scheme: use host:port, e.g. 127.0.0.1:8000")
+        self._client = httpclient.InferenceServerClient(
+            url, concurrency=concurrency, connection_timeout=timeout_s, network_timeout=timeout_s
+        )
+        # gevent prints the traceback of every failed request greenlet; ask() reports connection errors
+        # itself, as one line, so keep them off stderr (this thread's hub only).
+        hub = gevent.get_hub()
+        if not issubclass(OSError, hub.NOT_ERROR):
+            hub.NOT_ERROR = (*hub.NOT_ERROR, OSError)
+
+    def _unreachable(self, e: Exception) -> MlopsError:
+        return MlopsError(f"Triton at {self.url} is unreachable ({_one_line(e) or type(e).__name__}): "
+                          "start the server or check the URL")
+
+    def is_model_ready(self, name: str) -> bool:
+        try:
+            return bool(self._client.is_model_ready(name))
+        except InferenceServerException as e:
+            raise MlopsError(f"Triton at {self.url} failed to report on model {name!r}: "
+                             f"{_one_line(e.message())}") from None
+        except OSError as e:
+            raise self._unreachable(e) from None
+
+    @staticmethod
+    def _inputs(question: str, top_k: int) -> list[httpclient.InferInput]:
+        text = httpclient.InferInput("QUESTION", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[question.encode("utf-8")]], dtype=np.object_))
+        k = httpclient.InferInput("TOP_K", [1, 1], "INT32")
+        k.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
+        return [text, k]
+
+    def ask(self, questions: list[str], top_k: int, model_name: str) -> list[list[dict]]:
+        """The answers for each question, in order; each answer is a dict (symbol, path, line, score, text)."""
+        outputs = [httpclient.InferRequestedOutput("ANSWERS")]
+        try:
+            pending = [self._client.async_infer(model_name, self._inputs(q, top_k), outputs=outputs)
+                       for q in questions]
+            results = [p.get_result() for p in pending]
+        except InferenceServerException as e:
+            raise MlopsError(f"Triton model {model_name!r} at {self.url} failed: {_one_line(e.message())}") from None
+        except OSError as e:
+            raise self._unreachable(e) from None
+        return [json.loads(r.as_numpy("ANSWERS").reshape(-1)[0]) for r in results]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> TritonQAClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""``config.pbtxt`` for the question-answering python-backend model.
+
+One request carries one question (``QUESTION``, a string) and optionally how many answers to return
+(``TOP_K``); the response's ``ANSWERS`` is the JSON-encoded list of answers for that question. Dynamic
+batching lets Triton hand concurrent requests to the model together, so it encodes them in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mlops.errors import MlopsError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+_TEMPLATE = """\
+name: "{name}"
+backend: "python"
+max_batch_size: {max_batch_size}
+
+input [
+  {{
+    name: "QUESTION"
+    data_type: TYPE_STRING
+    dims: [ 1 ]
+  }},
+  {{
+    name: "TOP_K"
+    data_type: TYPE_INT32
+    dims: [ 1 ]
+    optional: true
+  }}
+]
+
+output [
+  {{
+    name: "ANSWERS"
+    data_type: TYPE_STRING
+    dims: [ 1 ]
+  }}
+]
+
+dynamic_batching {{
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+
+instance_group [
+  {{
+    count: {instance_count}
+    kind: KIND_CPU
+  }}
+]
+"""
+
+
+def render_model_config(
+    name: str, max_batch_size: int = 64, max_queue_delay_us: int = 2000, instance_count: int = 1
+) -> str:
+    """The ``config.pbtxt`` text for model ``name`` (must equal its folder name in the repository)."""
+    if not _NAME.fullmatch(name):
+        raise MlopsError(f"Triton model name {name!r} is invalid: use ASCII letters, digits, '-', '_' or '.'")
+    for field, value, minimum in (
+        ("max_batch_size", max_batch_size, 1),
+        ("max_queue_delay_us", max_queue_delay_us, 0),
+        ("instance_count", instance_count, 1),
+    ):
+        if value < minimum:
+            raise MlopsError(f"Triton {field} must be at least {minimum}, got {value}")
+    return _TEMPLATE.format(
+        name=name,
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        instance_count=instance_count,
+    )
