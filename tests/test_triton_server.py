@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
 from mlops.errors import MlopsError
 from mlops.triton import server as triton_server
 from mlops.triton.client import TritonQAClient
 from mlops.triton.config import render_model_config
 from mlops.triton.server import TritonServer, find_tritonserver, prepare_backend_dir, relevant_log_line
-from tritonclient.utils import InferenceServerException
 
 ECHO_MODEL = """
 import json

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from mlops.errors import MlopsError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from a folder, never from a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+transformers_logging.disable_progress_bar()  # per-load weight bars drown the pipeline's own progress
 
 QUERY_MAX_TOKENS = 64
 PASSAGE_MAX_TOKENS = 128

@@ -1,10 +1,11 @@
 """Evaluate a trained model against baselines and the champion, and decide the quality gate.
 
 Systems compared on the same corpus and questions:
-  candidate        the fine-tuned encoder fused with BM25 (weight chosen on the validation split)
+  candidate        the fine-tuned encoder fused with BM25 (weight chosen on the validation split),
+                   plus the public-API prior: the system that gets deployed
   candidate_dense  the fine-tuned encoder alone
   untuned          all-MiniLM-L6-v2 as shipped, alone
-  bm25             BM25 alone
+  bm25             BM25 alone (baselines use no prior)
   champion         the registered ``champion`` (its own encoder and weight), if there is one
 Question sets: the dataset's held-out ``test`` split (templated, sliced by category) and the
 hand-written natural questions (sliced by topic; reported, never trained on).
@@ -54,11 +55,11 @@ def _test_set(folder: Path, split: str, symbols: dict[str, Symbol]) -> QuestionS
     )
 
 
-def _natural_set(symbols: dict[str, Symbol]) -> QuestionSet:
-    items = load_natural_questions()
+def _natural_set(symbols: dict[str, Symbol], path: Path | None) -> QuestionSet:
+    items = load_natural_questions(path) if path else load_natural_questions()
     missing = sorted({s for q in items for s in q.expected} - symbols.keys())
     if missing:
-        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix eval_sets/natural_questions.yaml")
+        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix {path or 'eval_sets/natural_questions.yaml'}")
     return QuestionSet(questions=[q.question for q in items], expected=[set(q.expected) for q in items], slices=[q.topic for q in items])
 
 
@@ -142,7 +143,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     folder = tracking.download(client, run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
     corpus = dataset.load_corpus(folder)
     by_name = {s.symbol: s for s in corpus}
-    sets = {"test": _test_set(folder, "test", by_name), "natural": _natural_set(by_name)}
+    sets = {"test": _test_set(folder, "test", by_name), "natural": _natural_set(by_name, settings.natural_questions)}
     validation = _test_set(folder, "validation", by_name)
     echo(f"evaluating run {run_id} on {len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions, corpus of {len(corpus)}")
 
@@ -157,9 +158,10 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     base_encoder, base_emb = encoder_retriever("untuned", base_model_path())
     retrievers = {
         "candidate": Retriever(cand_encoder, corpus, cand_emb, weight),
-        "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0),
-        "untuned": Retriever(base_encoder, corpus, base_emb, 0.0),
-        "bm25": Retriever(None, corpus, None, 1.0),
+        # Baselines are the plain methods: no fusion, no public-API prior.
+        "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
+        "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
+        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0),
     }
     champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:

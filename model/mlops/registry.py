@@ -28,7 +28,7 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, version)
     except MlflowException:
-        known = [v.version for v in client.search_model_versions(f"name = '{name}'")] if _exists(client, name) else []
+        known = [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] if _exists(client, name) else []
         raise MlopsError(
             f"model {name!r} has no version {version!r}; known versions: {', '.join(sorted(known, key=int)) or 'none'}"
         ) from None
@@ -68,5 +68,5 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
 def promote_champion(client: MlflowClient, name: str, version: str) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     candidate = by_alias(client, name, CANDIDATE)
-    if candidate is not None and candidate.version == version:
+    if candidate is not None and str(candidate.version) == str(version):
         client.delete_registered_model_alias(name, CANDIDATE)  # it is not waiting any more

@@ -53,10 +53,15 @@ class BM25Index:
         return self._bm25.get_scores(tokens).astype(np.float32)
 
 
-class Retriever:
-    """Scores = (1 - w) * cosine(question, passage) + w * BM25 / max BM25 of that question."""
+# Users ask about the public API far more than about internals: a small bonus for exported symbols.
+PUBLIC_API_PRIOR = 0.1
 
-    def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float):
+
+class Retriever:
+    """Score = (1 - w) * cosine + w * BM25 / (max BM25 of that question) + prior * (symbol is exported)."""
+
+    def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
+                 public_api_prior: float = PUBLIC_API_PRIOR):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
@@ -65,11 +70,13 @@ class Retriever:
         self.symbols = symbols
         self.embeddings = embeddings
         self.bm25_weight = bm25_weight
+        self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
+        self.public_api_prior = public_api_prior
         self.bm25 = BM25Index([passage(s) for s in symbols]) if bm25_weight > 0 else None
 
     def scores(self, questions: Sequence[str]) -> np.ndarray:
         """(questions x corpus) fused scores."""
-        total = np.zeros((len(questions), len(self.symbols)), dtype=np.float32)
+        total = np.tile(self.prior, (len(questions), 1))
         if self.bm25_weight < 1.0:
             total += (1.0 - self.bm25_weight) * (self.encoder.encode_queries(questions) @ self.embeddings.T)
         if self.bm25 is not None:
@@ -121,7 +128,7 @@ class Retriever:
         with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
         np.save(folder / "embeddings.npy", self.embeddings)
-        settings = {"bm25_weight": self.bm25_weight, **manifest}
+        settings = {"bm25_weight": self.bm25_weight, "public_api_prior": self.public_api_prior, **manifest}
         (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
 
     @classmethod
@@ -135,7 +142,7 @@ class Retriever:
         embeddings = np.load(folder / "embeddings.npy")
         if embeddings.shape[0] != len(symbols):
             raise MlopsError(f"{folder}: {embeddings.shape[0]} embeddings for {len(symbols)} symbols; re-export the model")
-        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"])
+        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"])
 
     @staticmethod
     def manifest(folder: Path) -> dict:

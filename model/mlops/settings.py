@@ -23,12 +23,19 @@ class Settings(BaseModel):
     home: Path
     tracking_uri: str
     model_name: str = DEFAULT_MODEL_NAME
+    natural_questions: Path | None = None  # None: the set shipped in mlops/eval_sets/
 
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
-        return cls(home=home, tracking_uri=uri, model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME))
+        natural = os.environ.get("MLOPS_NATURAL_QUESTIONS")
+        return cls(
+            home=home,
+            tracking_uri=uri,
+            model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME),
+            natural_questions=Path(natural) if natural else None,
+        )
 
     @cached_property
     def datasets_dir(self) -> Path:

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mlops import tracking
 from mlops.data import dataset
 from mlops.data.text import passage
-from mlops.encoder import PASSAGE_MAX_TOKENS, QUERY_MAX_TOKENS, Encoder, base_model_path
+from mlops.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
 from mlops.errors import MlopsError
 from mlops.settings import Settings
 
@@ -40,6 +40,8 @@ class TrainConfig(BaseModel):
     scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
     seed: int = 13
+    rules: tuple[str, ...] = Field(("how", "summary", "argument"), description="question rules to train on ('what' only teaches names)")
+    passage_tokens: int = Field(96, ge=16, le=256, description="passage truncation while training (serving uses 128)")
     shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
 
 
@@ -71,7 +73,7 @@ def _training_examples(folder: Path, config: TrainConfig) -> list[tuple[str, str
     passages = {s.symbol: passage(s) for s in dataset.load_corpus(folder)}
     pairs = dataset.load_split(folder, "train")
     ids = {name: i for i, name in enumerate(sorted(passages))}
-    examples = [(p.question, passages[p.symbol], ids[p.symbol]) for p in pairs]
+    examples = [(p.question, passages[p.symbol], ids[p.symbol]) for p in pairs if p.rule in config.rules]
     if config.shuffle_labels:
         shuffled = [e[1:] for e in examples]
         random.Random(config.seed).shuffle(shuffled)
@@ -150,7 +152,7 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 mine = order[batch_start + env.rank * local_batch : batch_start + (env.rank + 1) * local_batch]
                 questions, passages, ids = zip(*(examples[i] for i in mine), strict=True)
                 q = encoder.embed(encoder.tokenize(questions, QUERY_MAX_TOKENS), model=model)
-                p = encoder.embed(encoder.tokenize(passages, PASSAGE_MAX_TOKENS), model=model)
+                p = encoder.embed(encoder.tokenize(passages, config.passage_tokens), model=model)
                 loss = _contrastive_loss(q, p, torch.tensor(ids, device=q.device), config.scale, env)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

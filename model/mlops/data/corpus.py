@@ -38,6 +38,7 @@ class Symbol(BaseModel):
     path: str  # relative to the source root's parent, e.g. transformers/modeling_utils.py
     line: int
     category: str  # slice used in evaluation, e.g. "generation", "training", "modeling"
+    exported: bool = False  # its top-level name is exported by a package __init__ (the public API surface)
 
     @property
     def name(self) -> str:
@@ -87,6 +88,17 @@ def _selected(rel: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> b
     if any(fnmatch.fnmatch(rel, pattern) for pattern in include):
         return True
     return not any(fnmatch.fnmatch(rel, pattern) for pattern in exclude)
+
+
+def exported_names(tree: ast.Module) -> set[str]:
+    """Names an ``__init__.py`` exports: imported names and the identifier strings of lazy import tables."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
+            names.add(node.value)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
 
 
 def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
@@ -142,6 +154,7 @@ def extract_symbols(
         raise MlopsError(f"no Python files found under {root}; is it the package folder (it must contain __init__.py and modules)?")
     symbols: list[Symbol] = []
     failures: list[str] = []
+    exported: set[str] = set()
     for path in files:
         rel = path.relative_to(root.parent).as_posix()
         if progress:
@@ -153,6 +166,9 @@ def extract_symbols(
             continue
         module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
         symbols.extend(_walk(tree.body, module, rel, "", False))
+        if path.name == "__init__.py":
+            exported |= exported_names(tree)
+    symbols = [s.model_copy(update={"exported": s.short_name.split(".")[0] in exported}) for s in symbols]
     if not symbols:
         raise MlopsError(f"no public documented symbols found under {root} ({len(failures)} files failed to parse)")
     return symbols, failures

@@ -1,0 +1,148 @@
+"""train -> evaluate -> register -> deploy (real Triton) -> ask, on a small synthetic package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mlops import deploy as deploy_module
+from mlops import registry, tracking
+from mlops.ask import ask
+from mlops.deploy import deploy
+from mlops.errors import GateFailed, MlopsError
+from mlops.evaluate import GateConfig, evaluate
+from mlops.pipeline import build_data, register_run
+from mlops.retrieval import Retriever
+from mlops.settings import Settings
+from mlops.train import TrainConfig, train
+
+FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "what"))
+
+
+@pytest.fixture
+def settings(mlops_home: Path, natural_file: Path, mini_package: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("MLOPS_NATURAL_QUESTIONS", str(natural_file))
+    settings = Settings.from_env()
+    build_data(settings, mini_package, echo=lambda *_: None)
+    return settings
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _pass_gate(settings: Settings, run_id: str) -> None:
+    """Record a passing verdict, as `mlops evaluate` does, so the deploy path can be tested on its own."""
+    client = tracking.configure(settings)
+    for key, value in {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: "0.3"}.items():
+        client.set_tag(run_id, key, value)
+
+
+def test_training_logs_params_loss_and_model(settings: Settings):
+    run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
+    client = tracking.configure(settings)
+    run = client.get_run(run_id)
+    assert run.data.params["world_size"] == "1" and run.data.params["max_steps"] == "3"
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2, 3]
+    assert run.data.metrics["train_seconds"] > 0
+    artifacts = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert "model/model.safetensors" in artifacts and "model/tokenizer.json" in artifacts
+    assert {a.path for a in client.list_artifacts(run_id, "dataset")} >= {"dataset/corpus.jsonl", "dataset/test.jsonl"}
+    assert run.data.tags[tracking.TAG_DATASET] == (settings.datasets_dir / "LATEST").read_text().strip()
+
+
+def test_gate_blocks_a_broken_candidate(settings: Settings):
+    broken = TrainConfig(max_steps=12, batch_size=8, learning_rate=2e-3, shuffle_labels=True, rules=FAST["rules"])
+    run_id = train(settings, broken, echo=lambda *_: None)
+    with pytest.raises(GateFailed, match="candidate_dense test mrr > untuned test mrr is false"):
+        evaluate(settings, run_id, GateConfig(), echo=lambda *_: None)
+    report = json.loads((settings.reports_dir / run_id / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    assert set(report["systems"]) == {"candidate", "candidate_dense", "untuned", "bm25"}
+    assert (settings.reports_dir / run_id / "metrics.png").stat().st_size > 10_000
+    client = tracking.configure(settings)
+    assert client.get_run(run_id).data.tags[tracking.TAG_GATE] == "failed"
+    with pytest.raises(MlopsError, match="cannot be registered: gate failed"):
+        register_run(settings, run_id, echo=lambda *_: None)
+    assert client.search_model_versions(f"name = '{settings.model_name}'") == []
+
+
+def test_unevaluated_run_cannot_be_registered(settings: Settings):
+    run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
+    with pytest.raises(MlopsError, match="gate not run"):
+        register_run(settings, run_id, echo=lambda *_: None)
+
+
+def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings: Settings, monkeypatch, tmp_path: Path):
+    client = tracking.configure(settings)
+    with pytest.raises(MlopsError, match="has no champion yet"):
+        ask(settings, "How do I resume training?")
+    run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
+    _pass_gate(settings, run_id)
+    version = register_run(settings, run_id, echo=lambda *_: None)
+    assert str(registry.by_alias(client, settings.model_name, registry.CANDIDATE).version) == version
+    tags = client.get_model_version(settings.model_name, version).tags
+    assert tags["dataset_hash"] and tags["git_sha"] and tags[tracking.TAG_BM25_WEIGHT] == "0.3"
+
+    lines: list[str] = []
+    deploy(settings, echo=lines.append)  # the candidate
+    assert any("contract test passed" in line for line in lines)
+    assert str(registry.by_alias(client, settings.model_name, registry.CHAMPION).version) == version
+    assert registry.by_alias(client, settings.model_name, registry.CANDIDATE) is None
+    live = settings.triton_repository / settings.model_name
+    assert sorted(p.name for p in live.iterdir()) == [version, "config.pbtxt"]
+    assert "dynamic_batching" in (live / "config.pbtxt").read_text()
+    assert (live / version / "model.py").is_file()
+    answers, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
+    assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"
+    before = _folder_digest(settings.triton_repository)
+
+    # A second version whose model cannot load in Triton.
+    second = register_run(settings, _trained_and_passed(settings), echo=lambda *_: None)
+    broken_adapter = tmp_path / "model.py"
+    broken_adapter.write_text("class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('corrupt model')\n")
+    monkeypatch.setattr("mlops.export.ADAPTER", broken_adapter)
+    with pytest.raises(MlopsError, match="corrupt model"):
+        deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+    _assert_unchanged(settings, client, version, before)
+
+    # A version whose Triton answers differ from the in-process model's.
+    real_load = Retriever.load
+    monkeypatch.setattr(deploy_module.Retriever, "load", lambda folder: _shifted(real_load(folder)))
+    with pytest.raises(MlopsError, match="contract test failed"):
+        deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+    _assert_unchanged(settings, client, version, before)
+
+    # Unknown version, and no Triton binary.
+    with pytest.raises(MlopsError, match="has no version '99'; known versions: 1, 2"):
+        deploy(settings, "99", echo=lambda *_: None)
+    monkeypatch.setattr("mlops.triton.server._pytriton_dir", lambda: None)
+    with pytest.raises(MlopsError, match="tritonserver"):
+        deploy(settings, second, echo=lambda *_: None)
+    _assert_unchanged(settings, client, version, before)
+    assert not list(settings.triton_dir.glob("staging-*"))
+
+
+def _trained_and_passed(settings: Settings) -> str:
+    run_id = train(settings, TrainConfig(**{**FAST, "seed": 7}), echo=lambda *_: None)
+    _pass_gate(settings, run_id)
+    return run_id
+
+
+def _shifted(retriever: Retriever) -> Retriever:
+    retriever.prior = retriever.prior + 0.05 * (retriever.prior == 0)  # different scores than Triton's copy
+    return retriever
+
+
+def _assert_unchanged(settings: Settings, client, champion: str, digest: str) -> None:
+    assert str(registry.by_alias(client, settings.model_name, registry.CHAMPION).version) == champion
+    assert _folder_digest(settings.triton_repository) == digest

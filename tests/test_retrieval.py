@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops.data.corpus import extract_symbols
+from mlops.encoder import Encoder, base_model_path
+from mlops.errors import MlopsError
+from mlops.retrieval import Retriever, corpus_embeddings, lexical_tokens
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(base_model_path(), device="cpu")
+
+
+@pytest.fixture
+def symbols(mini_package: Path):
+    return extract_symbols(mini_package, include=(), exclude=())[0]
+
+
+def test_lexical_tokens_split_identifiers_and_stem():
+    assert lexical_tokens("How do I use gradient_checkpointing_enable on PreTrainedModel?") == [
+        "use", "gradient", "checkpoint", "enable", "pre", "train", "model"]
+
+
+def test_search_answers_best_first_with_provenance(encoder: Encoder, symbols, tmp_path: Path):
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, tmp_path), bm25_weight=0.3)
+    answers = retriever.search(["How do I make my runs reproducible with a fixed random seed?"], top_k=3)[0]
+    assert [a["symbol"] for a in answers][0] == "minilib.training.set_seed"
+    assert len(answers) == 3
+    assert answers[0]["score"] >= answers[1]["score"] >= answers[2]["score"]
+    assert answers[0]["path"] == "minilib/training.py" and answers[0]["line"] > 0 and "random seed" in answers[0]["text"]
+
+
+def test_embeddings_are_cached_by_model_and_corpus(encoder: Encoder, symbols, tmp_path: Path):
+    first = corpus_embeddings(encoder, symbols, tmp_path)
+    cached = list((tmp_path / "embeddings").glob("*.npy"))
+    assert len(cached) == 1
+    np.testing.assert_array_equal(corpus_embeddings(encoder, symbols, tmp_path), first)
+    corpus_embeddings(encoder, symbols[:-1], tmp_path)
+    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
+
+
+def test_save_and_load_give_identical_answers(encoder: Encoder, symbols, tmp_path: Path):
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.4)
+    retriever.save(tmp_path / "export", manifest={"model_version": "1"})
+    loaded = Retriever.load(tmp_path / "export")
+    questions = ["print tokens while generating", "too many log messages"]
+    assert loaded.search(questions, 5) == retriever.search(questions, 5)
+    assert Retriever.manifest(tmp_path / "export")["model_version"] == "1"
+
+
+def test_bm25_only_and_bad_arguments(symbols):
+    bm25 = Retriever(None, symbols, None, bm25_weight=1.0, public_api_prior=0.0)
+    assert bm25.search(["export a model to ONNX"], 1)[0][0]["symbol"] == "minilib.export.export_onnx"
+    with pytest.raises(MlopsError, match="question is empty"):
+        bm25.search(["  "], 1)
+    with pytest.raises(MlopsError, match="top_k must be positive"):
+        bm25.search(["x"], 0)
+    with pytest.raises(MlopsError, match="outside"):
+        Retriever(None, symbols, None, bm25_weight=1.5)
+    with pytest.raises(MlopsError, match="must be pure BM25"):
+        Retriever(None, symbols, None, bm25_weight=0.5)
+
+
+def test_loading_something_that_is_not_an_export(tmp_path: Path):
+    with pytest.raises(MlopsError, match="not an exported model"):
+        Retriever.load(tmp_path)
