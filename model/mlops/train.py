@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
     seed: int = 13
     rules: tuple[str, ...] = Field(("how", "summary", "argument"), description="question rules to train on ('what' only teaches names)")
-    passage_tokens: int = Field(96, ge=16, le=256, description="passage truncation while training (serving uses 128)")
+    passage_tokens: int = Field(64, ge=16, le=256, description="passage truncation while training (serving uses 128)")
     shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
 
 
@@ -129,6 +129,8 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
     torch.manual_seed(config.seed)
     encoder = Encoder(base_model_path(), device=f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
     encoder.model.train()
+    if getattr(encoder.model, "pooler", None) is not None:
+        encoder.model.pooler = None  # unused by mean pooling; DDP rejects parameters that get no gradient
     model = DistributedDataParallel(encoder.model) if env.world_size > 1 else encoder.model
     optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))

@@ -1,0 +1,60 @@
+"""The command line as a user meets it: bad input ends in one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def run(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MLOPS_HOME": str(home), **env}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=environment, timeout=300)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ask", ""], "the question is empty"),
+    (["ask", "   "], "the question is empty"),
+    (["ask", "x" * 2001], "keep it under 2000"),
+    (["ask", "How do I save a model?"], "no model has been deployed yet"),
+    (["ask", "How do I save a model?", "--top-k", "0"], "--top-k must be between 1 and 50"),
+    (["data", "--source", "/nonexistent/transformers"], "does not exist or is not a folder"),
+    (["train"], "no dataset"),
+    (["train", "--batch-size", "1"], "--batch-size"),
+    (["evaluate"], "no finished training run"),
+    (["evaluate", "--metric", "accuracy"], "--metric"),
+    (["register", "--run", "0123456789abcdef"], "no MLflow run"),
+    (["deploy", "--version", "7"], "has no version '7'"),
+    (["deploy"], "has no 'candidate' version"),
+])
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):
+    assert_clean_error(run(*args, home=tmp_path / "home"), message)
+
+
+def test_data_on_an_empty_tree(tmp_path: Path):
+    (tmp_path / "pkg").mkdir()
+    assert_clean_error(run("data", "--source", str(tmp_path / "pkg"), home=tmp_path / "home"), "no Python files found")
+    assert not (tmp_path / "home" / "datasets" / "LATEST").exists()
+
+
+def test_data_prints_the_dataset_hash(tmp_path: Path, mini_package: Path):
+    result = run("data", "--source", str(mini_package), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    dataset_hash = result.stdout.strip()
+    assert (tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").is_file()
+    manifest = json.loads((tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").read_text())
+    assert manifest["symbols"] == 41 and manifest["hash"] == dataset_hash
