@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import run
 
 from mlops import registry, tracking
 from mlops.settings import Settings
+from test_cli import run
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ hand-written natural questions (sliced by topic; reported, never trained on).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import matplotlib
@@ -66,6 +67,13 @@ def _natural_set(symbols: dict[str, Symbol], path: Path | None) -> QuestionSet:
 def score(retriever: Retriever, questions: QuestionSet) -> dict:
     ranked = [[retriever.symbols[i].symbol for i, _ in hits] for hits in retriever.rank(questions.questions, max(KS))]
     return score_by_slice(ranked, questions.expected, questions.slices)
+
+
+def search_throughput(retriever: Retriever, questions: list[str]) -> float:
+    """Questions per second for the whole batched path: encode, fuse with BM25 and the prior, rank."""
+    started = time.perf_counter()
+    retriever.rank(questions, max(KS))
+    return len(questions) / (time.perf_counter() - started)
 
 
 def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
@@ -171,19 +179,22 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         retrievers["champion"] = Retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
+    throughput = search_throughput(retrievers["candidate"], sets["test"].questions)
+    echo(f"  in-process search (encode + fused scoring, batched): {throughput:.0f} questions/s")
     passed, reason, checks = decide_gate(systems, config)
     report = {
         "run_id": run_id,
         "dataset_hash": run.data.tags.get(tracking.TAG_DATASET),
         "champion_version": champion.version if champion else None,
         "bm25_weight": weight,
+        "search_questions_per_second": throughput,
         "bm25_weight_sweep_validation": sweep,
         "systems": systems,
         "gate": {"passed": passed, "reason": reason, "metric": config.metric, "tolerance": config.tolerance, "checks": checks},
     }
     out = settings.reports_dir / run_id
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     plots = _plot(systems, out)
     _log(client, run_id, report, out, plots)
     _print_table(systems, echo)
@@ -198,6 +209,7 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> Non
     candidate = report["systems"]["candidate"]
     metrics = {f"{which}_{k}": v for which in ("test", "natural") for k, v in candidate[which]["overall"].items() if k != "count"}
     metrics.update({f"baseline_{name}_natural_recall_at_5": s["natural"]["overall"]["recall_at_5"] for name, s in report["systems"].items() if name != "candidate"})
+    metrics["search_questions_per_second"] = report["search_questions_per_second"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(out / "report.json"), "evaluation")

@@ -45,5 +45,5 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
         "git_sha": version.tags.get("git_sha"),
     })
     shutil.copyfile(ADAPTER, folder / "model.py")
-    (model_root / "config.pbtxt").write_text(render_model_config(version.name))
+    (model_root / "config.pbtxt").write_text(render_model_config(version.name), encoding="utf-8")
     return folder

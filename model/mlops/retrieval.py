@@ -18,7 +18,7 @@ import bm25s
 import numpy as np
 
 from mlops.data.corpus import Symbol
-from mlops.data.text import clean_docstring, identifier_words, passage
+from mlops.data.text import clean_docstring, identifier_words, passage, passage_chunks
 from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
 from mlops.errors import MlopsError
 
@@ -68,7 +68,11 @@ class Retriever:
             raise MlopsError("a retriever without an encoder must be pure BM25 (bm25_weight 1.0)")
         self.encoder = encoder
         self.symbols = symbols
-        self.embeddings = embeddings
+        self.embeddings = embeddings  # one row per chunk; chunks of one symbol are contiguous
+        counts = [len(passage_chunks(s)) for s in symbols]
+        self.chunk_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        if embeddings is not None and embeddings.shape[0] != sum(counts):
+            raise MlopsError(f"{embeddings.shape[0]} embeddings for {sum(counts)} passage chunks; re-export the model")
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
@@ -78,7 +82,8 @@ class Retriever:
         """(questions x corpus) fused scores."""
         total = np.tile(self.prior, (len(questions), 1))
         if self.bm25_weight < 1.0:
-            total += (1.0 - self.bm25_weight) * (self.encoder.encode_queries(questions) @ self.embeddings.T)
+            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T
+            total += (1.0 - self.bm25_weight) * np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
         if self.bm25 is not None:
             for row, question in enumerate(questions):
                 lexical = self.bm25.scores(question)
@@ -129,7 +134,7 @@ class Retriever:
             handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
         np.save(folder / "embeddings.npy", self.embeddings)
         settings = {"bm25_weight": self.bm25_weight, "public_api_prior": self.public_api_prior, **manifest}
-        (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
+        (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> Retriever:
@@ -137,21 +142,19 @@ class Retriever:
         settings_file = folder / "retrieval.json"
         if not settings_file.is_file():
             raise MlopsError(f"{folder} is not an exported model (retrieval.json missing); run `mlops deploy`")
-        settings = json.loads(settings_file.read_text())
-        symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+        settings = json.loads(settings_file.read_text(encoding="utf-8"))
+        symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
         embeddings = np.load(folder / "embeddings.npy")
-        if embeddings.shape[0] != len(symbols):
-            raise MlopsError(f"{folder}: {embeddings.shape[0]} embeddings for {len(symbols)} symbols; re-export the model")
         return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"])
 
     @staticmethod
     def manifest(folder: Path) -> dict:
-        return json.loads((Path(folder) / "retrieval.json").read_text())
+        return json.loads((Path(folder) / "retrieval.json").read_text(encoding="utf-8"))
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
-    """Passage embeddings, cached on disk by (model weights hash, passages hash): encoding is the slow part."""
-    texts = [passage(s) for s in symbols]
+    """Embeddings of every passage chunk, cached on disk by (model weights hash, chunks hash): encoding is the slow part."""
+    texts = [chunk for s in symbols for chunk in passage_chunks(s)]
     if cache_dir is None:
         return encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]

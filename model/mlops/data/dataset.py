@@ -93,7 +93,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str) -> tup
         try:
             for name, text in files.items():
                 (staging / name).write_text(text, encoding="utf-8")
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
             os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -104,7 +104,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str) -> tup
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -114,7 +114,7 @@ def resolve(datasets_dir: Path, dataset_hash: str | None) -> Path:
         latest = datasets_dir / LATEST
         if not latest.is_file():
             raise MlopsError(f"no dataset in {datasets_dir}; run `mlops data` first")
-        dataset_hash = latest.read_text().strip()
+        dataset_hash = latest.read_text(encoding="utf-8").strip()
     folder = datasets_dir / dataset_hash
     if not (folder / "manifest.json").is_file():
         known = sorted(p.name for p in datasets_dir.glob("*") if (p / "manifest.json").is_file()) if datasets_dir.is_dir() else []
@@ -149,4 +149,4 @@ def load_split(folder: Path, split: str) -> list[Pair]:
 
 
 def manifest_of(folder: Path) -> dict:
-    return json.loads((folder / "manifest.json").read_text())
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

@@ -10,6 +10,10 @@ _DOC_LINK = re.compile(r"\[`~?(?:[\w]+\.)*([\w]+)`\]")  # [`~PreTrainedModel.sav
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPACES = re.compile(r"\s+")
 MAX_SIGNATURE_CHARS = 160
+# The encoder reads 128 tokens; longer docstrings (Trainer.train, generate, ...) document their
+# arguments further down, so those are indexed as extra chunks and a symbol scores its best chunk.
+CHUNK_WORDS = 80
+MAX_EXTRA_CHUNKS = 4
 
 
 def clean_docstring(text: str) -> str:
@@ -36,3 +40,11 @@ def passage(symbol: Symbol) -> str:
     if len(signature) > MAX_SIGNATURE_CHARS:
         signature = signature[: MAX_SIGNATURE_CHARS - 4] + " ...)"
     return f"{symbol.short_name}{signature}\n{identifier_words(symbol.short_name)}. {clean_docstring(symbol.docstring)}"
+
+
+def passage_chunks(symbol: Symbol) -> list[str]:
+    """The passage, then the rest of a long docstring in windows of CHUNK_WORDS words, each naming the symbol."""
+    words = clean_docstring(symbol.docstring).split()
+    end = min(len(words), CHUNK_WORDS * (MAX_EXTRA_CHUNKS + 1))
+    rest = [f"{symbol.short_name}: {' '.join(words[start : start + CHUNK_WORDS])}" for start in range(CHUNK_WORDS, end, CHUNK_WORDS)]
+    return [passage(symbol), *rest]

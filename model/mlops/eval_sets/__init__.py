@@ -22,7 +22,7 @@ class NaturalQuestion(BaseModel):
 
 def load_natural_questions(path: Path = NATURAL_QUESTIONS) -> list[NaturalQuestion]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         return [NaturalQuestion.model_validate(q) for q in data["questions"]]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValidationError) as exc:
         raise MlopsError(f"natural question set {path} is unreadable: {str(exc).splitlines()[0]}") from None

@@ -113,6 +113,7 @@ def server_env() -> dict[str, str]:
     _prepend(env, "PATH", [sysconfig.get_paths()["scripts"]])
     mlops_parent = str(Path(mlops.__file__).resolve().parent.parent)
     _prepend(env, "PYTHONPATH", [sysconfig.get_paths()["purelib"], mlops_parent])
+    env["PYTHONUTF8"] = "1"  # the stub starts under the C locale: text files would otherwise be read as ASCII
     return env
 
 
