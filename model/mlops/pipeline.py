@@ -20,8 +20,13 @@ from mlops.train import TrainConfig, train
 def build_data(settings: Settings, source: Path | None, echo=print) -> str:
     root = Path(source) if source else installed_package_root()
     echo(f"reading {root}")
-    with tqdm(desc="parsing source files", unit="file", leave=False) as bar:
-        symbols, failures = extract_symbols(root, progress=lambda _: bar.update())
+    with tqdm(desc="parsing source files", unit="file", leave=False, mininterval=1.0) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        symbols, failures = extract_symbols(root, progress=advance)
     for failure in failures:
         echo(f"  skipped (does not parse): {failure}")
     dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root))

@@ -129,9 +129,8 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
     torch.manual_seed(config.seed)
     encoder = Encoder(base_model_path(), device=f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
     encoder.model.train()
-    if getattr(encoder.model, "pooler", None) is not None:
-        encoder.model.pooler = None  # unused by mean pooling; DDP rejects parameters that get no gradient
-    model = DistributedDataParallel(encoder.model) if env.world_size > 1 else encoder.model
+    # Mean pooling leaves BERT's pooler without gradients; DDP must be told, or it waits for them forever.
+    model = DistributedDataParallel(encoder.model, find_unused_parameters=True) if env.world_size > 1 else encoder.model
     optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))
 

@@ -144,7 +144,7 @@ def extract_symbols(
 ) -> tuple[list[Symbol], list[str]]:
     """All public documented symbols under ``root`` (a package folder), and the files that failed to parse.
 
-    ``progress`` is called once per file with its relative path (for progress bars).
+    ``progress(done, total)`` is called after each file (for progress bars).
     """
     root = Path(root)
     if not root.is_dir():
@@ -155,10 +155,10 @@ def extract_symbols(
     symbols: list[Symbol] = []
     failures: list[str] = []
     exported: set[str] = set()
-    for path in files:
+    for done, path in enumerate(files, start=1):
         rel = path.relative_to(root.parent).as_posix()
         if progress:
-            progress(rel)
+            progress(done, len(files))
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
         except (SyntaxError, UnicodeDecodeError, OSError) as exc:
