@@ -45,6 +45,18 @@ def _run(step, *args, **kwargs):
         raise typer.Exit(130) from None
 
 
+def _options(model, **values):
+    """Validate command-line options with the step's pydantic config; a bad one is a usage error (exit 2)."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        typer.secho(f"error: --{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 def _without_option(argv: list[str], option: str) -> list[str]:
     """argv minus ``option VALUE`` / ``option=VALUE``."""
     kept, skip = [], False
@@ -81,8 +93,6 @@ def train(
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
-    from pydantic import ValidationError
-
     from mlops.train import TrainConfig
     from mlops.train import train as train_model
 
@@ -90,13 +100,8 @@ def train(
         argv = _without_option(sys.argv[1:], "--nproc-per-node")
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", "-m", "mlops", *argv]
         raise typer.Exit(subprocess.call(command))
-    try:
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
-                             seed=seed, shuffle_labels=shuffle_labels)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        typer.secho(f"error: --{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+    config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
+                      seed=seed, shuffle_labels=shuffle_labels)
     run_id = _run(train_model, Settings.from_env(), config, dataset, echo)
     if run_id:
         typer.echo(run_id)
@@ -109,17 +114,10 @@ def evaluate(
     tolerance: Annotated[float, typer.Option(help="how much worse than the champion the candidate may be")] = 0.01,
 ) -> None:
     """Score the candidate, baselines and champion; write report.json and plots; apply the quality gate."""
-    from pydantic import ValidationError
-
     from mlops.evaluate import GateConfig
     from mlops.evaluate import evaluate as run_evaluation
 
-    try:
-        config = GateConfig(metric=metric, tolerance=tolerance)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        typer.secho(f"error: --{problem['loc'][0]}: {problem['msg']}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+    config = _options(GateConfig, metric=metric, tolerance=tolerance)
     _run(run_evaluation, Settings.from_env(), run_id, config, echo)
 
 

@@ -60,7 +60,8 @@ def _natural_set(symbols: dict[str, Symbol], path: Path | None) -> QuestionSet:
     items = load_natural_questions(path) if path else load_natural_questions()
     missing = sorted({s for q in items for s in q.expected} - symbols.keys())
     if missing:
-        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix {path or 'eval_sets/natural_questions.yaml'}")
+        where = path or "eval_sets/natural_questions.yaml"
+        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix {where}")
     return QuestionSet(questions=[q.question for q in items], expected=[set(q.expected) for q in items], slices=[q.topic for q in items])
 
 
@@ -153,7 +154,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     by_name = {s.symbol: s for s in corpus}
     sets = {"test": _test_set(folder, "test", by_name), "natural": _natural_set(by_name, settings.natural_questions)}
     validation = _test_set(folder, "validation", by_name)
-    echo(f"evaluating run {run_id} on {len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions, corpus of {len(corpus)}")
+    counts = f"{len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions"
+    echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
 
     def encoder_retriever(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
         echo(f"  encoding the corpus with the {label} encoder")
@@ -208,7 +210,9 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
 def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> None:
     candidate = report["systems"]["candidate"]
     metrics = {f"{which}_{k}": v for which in ("test", "natural") for k, v in candidate[which]["overall"].items() if k != "count"}
-    metrics.update({f"baseline_{name}_natural_recall_at_5": s["natural"]["overall"]["recall_at_5"] for name, s in report["systems"].items() if name != "candidate"})
+    for name, system in report["systems"].items():
+        if name != "candidate":
+            metrics[f"baseline_{name}_natural_recall_at_5"] = system["natural"]["overall"]["recall_at_5"]
     metrics["search_questions_per_second"] = report["search_questions_per_second"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(metrics)

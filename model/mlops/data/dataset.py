@@ -133,7 +133,8 @@ def _read_jsonl(path: Path, model: type[BaseModel]) -> list:
             problem = exc.errors()[0]
             field = ".".join(str(x) for x in problem["loc"]) or "(line)"
             raise MlopsError(
-                f"{path}:{number}: field {field!r}: {problem['msg']}; the file does not match the {model.__name__} schema, rebuild it with `mlops data`"
+                f"{path}:{number}: field {field!r}: {problem['msg']}; "
+                f"the file does not match the {model.__name__} schema, rebuild it with `mlops data`"
             ) from None
     return records
 

@@ -74,7 +74,8 @@ def questions_for(symbol: Symbol) -> Iterator[Pair]:
         if verb:
             yield Pair(question=_question_text(f"How do I {verb} {' '.join(words[1:])}"), symbol=symbol.symbol, rule="how", source=head)
         elif not head.lower().startswith("see ") and "http" not in head:
-            yield Pair(question=_question_text(f"Which {symbol.kind} is {head[0].lower()}{head[1:]}"), symbol=symbol.symbol, rule="summary", source=head)
+            question = _question_text(f"Which {symbol.kind} is {head[0].lower()}{head[1:]}")
+            yield Pair(question=question, symbol=symbol.symbol, rule="summary", source=head)
     yield from argument_questions(symbol)
 
 
