@@ -1,4 +1,4 @@
-"""Fine-tune the encoder with a contrastive in-batch-negatives loss (MultipleNegativesRanking).
+"""Fine-tune the encoder with a contrastive loss: in-batch negatives plus one BM25 hard negative per question.
 
 Runs in one process, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on
 GPU): each rank encodes its share of the batch, embeddings are all-gathered so every question
@@ -14,8 +14,10 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
@@ -27,6 +29,7 @@ from mlops.data import dataset
 from mlops.data.text import passage
 from mlops.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
 from mlops.errors import MlopsError
+from mlops.retrieval import BM25Index
 from mlops.settings import Settings
 
 LOG_EVERY = 5
@@ -68,31 +71,52 @@ def init_distributed() -> Distributed:
     return info
 
 
-def _training_examples(folder: Path, config: TrainConfig) -> list[tuple[str, str, int]]:
-    """(question, passage, passage id) triples from the train split."""
-    passages = {s.symbol: passage(s) for s in dataset.load_corpus(folder)}
-    pairs = dataset.load_split(folder, "train")
-    ids = {name: i for i, name in enumerate(sorted(passages))}
-    examples = [(p.question, passages[p.symbol], ids[p.symbol]) for p in pairs if p.rule in config.rules]
+class Example(NamedTuple):
+    question: str
+    passage: str
+    passage_id: int
+    negative: str  # a hard negative: the best BM25 match that is not the answer
+    negative_id: int
+
+
+def _training_examples(folder: Path, config: TrainConfig) -> list[Example]:
+    """Question, answer passage and a hard negative, for each train-split pair of the chosen rules."""
+    corpus = sorted(dataset.load_corpus(folder), key=lambda s: s.symbol)
+    texts = [passage(s) for s in corpus]
+    ids = {s.symbol: i for i, s in enumerate(corpus)}
+    pairs = [(p.question, ids[p.symbol]) for p in dataset.load_split(folder, "train") if p.rule in config.rules]
     if config.shuffle_labels:
-        shuffled = [e[1:] for e in examples]
-        random.Random(config.seed).shuffle(shuffled)
-        examples = [(q, *rest) for (q, _, _), rest in zip(examples, shuffled, strict=True)]
+        answers = [i for _, i in pairs]
+        random.Random(config.seed).shuffle(answers)
+        pairs = [(q, i) for (q, _), i in zip(pairs, answers, strict=True)]
+    bm25 = BM25Index(texts)
+    same_text: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        same_text.setdefault(text, []).append(i)
+    examples = []
+    for question, answer in pairs:
+        scores = bm25.scores(question)
+        scores[same_text[texts[answer]]] = -np.inf  # neither the answer nor an exact copy of it is a negative
+        negative = int(np.argmax(scores))
+        examples.append(Example(question, texts[answer], answer, texts[negative], negative))
     return examples
 
 
 def _contrastive_loss(q: torch.Tensor, p: torch.Tensor, ids: torch.Tensor, scale: float, env: Distributed) -> torch.Tensor:
-    """Cross-entropy of each question against every passage in the global batch."""
+    """Cross-entropy of each question against every passage (answers, then hard negatives) in the global batch.
+
+    ``p`` and ``ids`` hold this rank's answers followed by its hard negatives.
+    """
     if env.world_size > 1:
         p_all = torch.cat(dist_fn.all_gather(p), dim=0)  # differentiable: gradients flow back to each rank
         ids_all = torch.cat(dist_fn.all_gather(ids), dim=0)
     else:
         p_all, ids_all = p, ids
     logits = scale * q @ p_all.T
-    offset = env.rank * q.shape[0]
-    targets = torch.arange(q.shape[0], device=q.device) + offset
-    # The same passage twice in a batch is not a negative of itself.
-    duplicate = (ids.unsqueeze(1) == ids_all.unsqueeze(0)) & ~torch.nn.functional.one_hot(targets, p_all.shape[0]).bool()
+    targets = torch.arange(q.shape[0], device=q.device) + env.rank * p.shape[0]
+    # A passage that is this question's answer is not a negative of it, wherever it appears in the batch.
+    answer_ids = ids[: q.shape[0]]
+    duplicate = (answer_ids.unsqueeze(1) == ids_all.unsqueeze(0)) & ~torch.nn.functional.one_hot(targets, p_all.shape[0]).bool()
     logits = logits.masked_fill(duplicate, float("-inf"))
     return torch.nn.functional.cross_entropy(logits, targets)
 
@@ -151,10 +175,12 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 if step >= total:
                     break
                 mine = order[batch_start + env.rank * local_batch : batch_start + (env.rank + 1) * local_batch]
-                questions, passages, ids = zip(*(examples[i] for i in mine), strict=True)
-                q = encoder.embed(encoder.tokenize(questions, QUERY_MAX_TOKENS), model=model)
+                batch = [examples[i] for i in mine]
+                q = encoder.embed(encoder.tokenize([e.question for e in batch], QUERY_MAX_TOKENS), model=model)
+                passages = [e.passage for e in batch] + [e.negative for e in batch]
                 p = encoder.embed(encoder.tokenize(passages, config.passage_tokens), model=model)
-                loss = _contrastive_loss(q, p, torch.tensor(ids, device=q.device), config.scale, env)
+                ids = torch.tensor([e.passage_id for e in batch] + [e.negative_id for e in batch], device=q.device)
+                loss = _contrastive_loss(q, p, ids, config.scale, env)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
