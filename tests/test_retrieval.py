@@ -67,3 +67,18 @@ def test_bm25_only_and_bad_arguments(symbols):
 def test_loading_something_that_is_not_an_export(tmp_path: Path):
     with pytest.raises(MlopsError, match="not an exported model"):
         Retriever.load(tmp_path)
+
+
+def test_long_docstrings_are_indexed_in_chunks_and_a_symbol_scores_its_best_chunk(encoder: Encoder, symbols, tmp_path: Path):
+    from mlops.data.text import CHUNK_WORDS, passage_chunks
+
+    filler = " ".join(["This paragraph describes unrelated configuration details."] * 30)
+    long_doc = symbols[0].model_copy(update={"docstring": f"Runs a job. {filler} It also uploads the final report to an S3 bucket."})
+    chunks = passage_chunks(long_doc)
+    assert len(chunks) == 1 + (len(long_doc.docstring.split()) - 1) // CHUNK_WORDS
+    assert all(c.startswith(long_doc.short_name) for c in chunks)
+    corpus = [long_doc, *symbols[1:]]
+    retriever = Retriever(encoder, corpus, corpus_embeddings(encoder, corpus, tmp_path), bm25_weight=0.0, public_api_prior=0.0)
+    assert retriever.search(["upload the report to an S3 bucket"], 1)[0][0]["symbol"] == long_doc.symbol
+    with pytest.raises(MlopsError, match="passage chunks"):
+        Retriever(encoder, corpus, corpus_embeddings(encoder, symbols, tmp_path), bm25_weight=0.0)
