@@ -68,3 +68,17 @@ def test_passage_cleans_doc_links(mini_package: Path):
     symbol = symbols[0].model_copy(update={"docstring": "See [`~Trainer.resume`] and `x`.\n\n    Args:\n  a (int): b"})
     text = passage(symbol)
     assert "See resume and x." in text and "`" not in text
+
+
+def test_auto_classes_documented_at_import_time_are_included(tmp_path: Path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "modeling_auto.py").write_text(
+        "class AutoModelForCausalLM(_BaseAutoModelClass):\n    _model_mapping = {}\n\n"
+        'AutoModelForCausalLM = auto_class_update(AutoModelForCausalLM, head_doc="causal language modeling")\n'
+        'def helper():\n    """Documented."""\n'
+    )
+    symbols = {s.symbol: s for s in extract_symbols(package, include=(), exclude=())[0]}
+    auto = symbols["pkg.modeling_auto.AutoModelForCausalLM"]
+    assert auto.kind == "class" and auto.line == 1
+    assert "with a causal language modeling head" in auto.docstring and "AutoModelForCausalLM.from_pretrained" in auto.docstring

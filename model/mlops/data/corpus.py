@@ -136,6 +136,37 @@ def _walk(body: list[ast.stmt], module: str, rel: str, prefix: str, in_class: bo
             yield from _walk(node.body, module, rel, f"{qualified}.", True)
 
 
+# Transformers documents its Auto classes at import time: `AutoModelForCausalLM = auto_class_update(
+# AutoModelForCausalLM, head_doc="causal language modeling")` sets the docstring. Read statically, the
+# class looks undocumented, so the documentation that call would attach is written out here.
+_AUTO_CLASS_DOC = (
+    "Generic model class{head} that is instantiated as the right model class of the library for a checkpoint "
+    "when created with {name}.from_pretrained(checkpoint) or {name}.from_config(config); it cannot be instantiated "
+    "directly with __init__()."
+)
+
+
+def _auto_classes(tree: ast.Module, module: str, rel: str) -> Iterator[Symbol]:
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for node in tree.body:
+        call = node.value if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "auto_class_update"):
+            continue
+        name = node.targets[0].id if isinstance(node.targets[0], ast.Name) else ""
+        if name not in classes or name.startswith("_") or ast.get_docstring(classes[name]):
+            continue
+        head = next((k.value.value for k in call.keywords if k.arg == "head_doc" and isinstance(k.value, ast.Constant)), "")
+        yield Symbol(
+            symbol=f"{module}.{name}",
+            kind="class",
+            signature="()",
+            docstring=_AUTO_CLASS_DOC.format(head=f" with a {head} head" if head else "", name=name),
+            path=rel,
+            line=classes[name].lineno,
+            category=category_of(rel),
+        )
+
+
 def extract_symbols(
     root: Path,
     include: tuple[str, ...] = DEFAULT_INCLUDE,
@@ -166,6 +197,7 @@ def extract_symbols(
             continue
         module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
         symbols.extend(_walk(tree.body, module, rel, "", False))
+        symbols.extend(_auto_classes(tree, module, rel))
         if path.name == "__init__.py":
             exported |= exported_names(tree)
     symbols = [s.model_copy(update={"exported": s.short_name.split(".")[0] in exported}) for s in symbols]
