@@ -13,10 +13,10 @@ import pytest
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 
-def run(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "MLOPS_HOME": str(home), **env}
+def run(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MLOPS_HOME": str(home)}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=environment, timeout=300)
+    return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=environment, timeout=timeout)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> None:

@@ -32,7 +32,7 @@ def test_torchrun_two_processes_write_one_model(tmp_path: Path, mini_package: Pa
 
 def test_whole_pipeline_on_the_transformers_corpus(tmp_path: Path):
     home = tmp_path / "home"
-    result = run("pipeline", "--max-steps", "20", home=home)
+    result = run("pipeline", "--max-steps", "20", home=home, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stage times: data" in result.stderr and "contract test passed" in result.stderr
     settings = Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
