@@ -65,8 +65,9 @@ def _natural_set(symbols: dict[str, Symbol], path: Path | None) -> QuestionSet:
     return QuestionSet(questions=[q.question for q in items], expected=[set(q.expected) for q in items], slices=[q.topic for q in items])
 
 
-def score(retriever: Retriever, questions: QuestionSet) -> dict:
-    ranked = [[retriever.symbols[i].symbol for i, _ in hits] for hits in retriever.rank(questions.questions, max(KS))]
+def score(retriever: Retriever, questions: QuestionSet, scores: np.ndarray | None = None) -> dict:
+    hits = retriever.rank(questions.questions, max(KS), scores)
+    ranked = [[retriever.symbols[i].symbol for i, _ in row] for row in hits]
     return score_by_slice(ranked, questions.expected, questions.slices)
 
 
@@ -80,7 +81,9 @@ def search_throughput(retriever: Retriever, questions: list[str]) -> float:
 
 def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
     """Model selection on the validation split: the fusion weight that maximises the gate metric."""
-    results = {w: score(Retriever(encoder, symbols, embeddings, w), validation)["overall"][metric] for w in BM25_WEIGHTS}
+    retriever = Retriever(encoder, symbols, embeddings, 0.0)
+    dense, lexical = retriever.components(validation.questions)  # encode once, fuse per weight
+    results = {w: score(retriever, validation, retriever.fuse(dense, lexical, w))["overall"][metric] for w in BM25_WEIGHTS}
     best = max(results, key=lambda w: (results[w], -w))
     return best, {str(w): v for w, v in results.items()}
 

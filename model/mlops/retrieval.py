@@ -76,25 +76,34 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
-        self.bm25 = BM25Index([passage(s) for s in symbols]) if bm25_weight > 0 else None
+        self.bm25 = BM25Index([passage(s) for s in symbols])
+
+    def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
+        dense = lexical = None
+        if self.encoder is not None:
+            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T
+            dense = np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
+        if self.bm25 is not None:
+            lexical = np.stack([self.bm25.scores(q) for q in questions])
+            lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
+        return dense, lexical
+
+    def fuse(self, dense: np.ndarray | None, lexical: np.ndarray | None, bm25_weight: float) -> np.ndarray:
+        total = np.tile(self.prior, (len(dense if dense is not None else lexical), 1))
+        if bm25_weight < 1.0:
+            total += (1.0 - bm25_weight) * dense
+        if bm25_weight > 0.0:
+            total += bm25_weight * lexical
+        return total
 
     def scores(self, questions: Sequence[str]) -> np.ndarray:
         """(questions x corpus) fused scores."""
-        total = np.tile(self.prior, (len(questions), 1))
-        if self.bm25_weight < 1.0:
-            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T
-            total += (1.0 - self.bm25_weight) * np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
-        if self.bm25 is not None:
-            for row, question in enumerate(questions):
-                lexical = self.bm25.scores(question)
-                peak = lexical.max()
-                if peak > 0:
-                    total[row] += self.bm25_weight * lexical / peak
-        return total
+        return self.fuse(*self.components(questions), self.bm25_weight)
 
-    def rank(self, questions: Sequence[str], top_k: int) -> list[list[tuple[int, float]]]:
+    def rank(self, questions: Sequence[str], top_k: int, scores: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
         """Per question, the best ``top_k`` (corpus index, score) pairs, best first (ties by corpus order)."""
-        scores = self.scores(questions)
+        scores = self.scores(questions) if scores is None else scores
         top_k = min(top_k, len(self.symbols))
         ranked = []
         for row in scores:
