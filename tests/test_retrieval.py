@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_save_and_load_give_identical_answers(encoder: Encoder, symbols, tmp_pat
     loaded = Retriever.load(tmp_path / "export")
     questions = ["print tokens while generating", "too many log messages"]
     assert loaded.search(questions, 5) == retriever.search(questions, 5)
-    assert Retriever.manifest(tmp_path / "export")["model_version"] == "1"
+    assert json.loads((tmp_path / "export" / "retrieval.json").read_text())["model_version"] == "1"
 
 
 def test_bm25_only_and_bad_arguments(symbols):

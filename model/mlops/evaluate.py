@@ -161,15 +161,15 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     counts = f"{len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
 
-    def encoder_retriever(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
+    def encode_corpus_with(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
         echo(f"  encoding the corpus with the {label} encoder")
         encoder = Encoder(model_dir)
         return encoder, corpus_embeddings(encoder, corpus, settings.cache_dir)
 
-    cand_encoder, cand_emb = encoder_retriever("candidate", tracking.download(client, run_id, tracking.MODEL_ARTIFACT, settings.cache_dir))
+    cand_encoder, cand_emb = encode_corpus_with("candidate", tracking.download(client, run_id, tracking.MODEL_ARTIFACT, settings.cache_dir))
     weight, sweep = choose_bm25_weight(cand_encoder, corpus, cand_emb, validation, config.metric)
     echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
-    base_encoder, base_emb = encoder_retriever("untuned", base_model_path())
+    base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
     retrievers = {
         "candidate": Retriever(cand_encoder, corpus, cand_emb, weight),
         # Baselines are the plain methods: no fusion, no public-API prior.
@@ -179,7 +179,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     }
     champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:
-        champ_encoder, champ_emb = encoder_retriever(
+        champ_encoder, champ_emb = encode_corpus_with(
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
         retrievers["champion"] = Retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))

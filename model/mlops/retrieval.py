@@ -156,10 +156,6 @@ class Retriever:
         embeddings = np.load(folder / "embeddings.npy")
         return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"])
 
-    @staticmethod
-    def manifest(folder: Path) -> dict:
-        return json.loads((Path(folder) / "retrieval.json").read_text(encoding="utf-8"))
-
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
     """Embeddings of every passage chunk, cached on disk by (model weights hash, chunks hash): encoding is the slow part."""
