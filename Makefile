@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make pipeline   the main job: data -> train -> evaluate -> register -> deploy (real Triton)
 #   make test       the default test suite (slow tests: make test-all)
-# Both bootstrap .venv from requirements.lock first.
+# Both bootstrap .venv from requirements.lock first; the tests also install the Debian packages
+# they drive for real (PostgreSQL, Chromium) when missing.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup pipeline test test-all lint mlflow-ui clean
+# Debian packages the tests run for real: a PostgreSQL server and a headless Chromium.
+SYSTEM_PACKAGES := postgresql chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-deps pipeline serve bench test test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -23,13 +28,30 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
 pipeline: setup
 	$(BIN)/mlops pipeline
 
-test: setup
+# The champion on Triton plus the API and web page at http://127.0.0.1:8080/ (Ctrl-C stops both)
+serve: setup
+	$(BIN)/mlops serve
+
+# Serving benchmark (Triton vs naive vs in-process bound, and the API under Locust); needs a champion
+bench: setup
+	$(BIN)/mlops bench
+
+test: setup system-deps
 	$(BIN)/pytest
 
-test-all: setup
+test-all: setup system-deps
 	$(BIN)/pytest -m ""
 
 lint: setup

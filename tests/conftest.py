@@ -126,3 +126,33 @@ def natural_file(tmp_path: Path) -> Path:
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
+
+
+# -- serving: a real Triton with a small real model -------------------------------------------------
+QA_MODEL = "transformers-qa"
+
+
+@pytest.fixture(scope="session")
+def qa_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder)."""
+    from mlops.data.corpus import extract_symbols
+    from mlops.encoder import Encoder, base_model_path
+    from mlops.export import write_model_version
+    from mlops.retrieval import Retriever, corpus_embeddings
+
+    root = tmp_path_factory.mktemp("qa-model")
+    symbols = extract_symbols(write_package(root / "src"), include=(), exclude=())[0]
+    encoder = Encoder(base_model_path(), device="cpu")
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3)
+    write_model_version(root / "repository", QA_MODEL, "1", retriever)
+    return root / "repository"
+
+
+@pytest.fixture(scope="session")
+def qa_triton(qa_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A running tritonserver (127.0.0.1, free ports) with the QA model loaded; stopped after the session."""
+    from mlops.triton.server import TritonServer
+
+    with TritonServer(qa_repository, tmp_path_factory.mktemp("qa-triton")) as server:
+        server.load_model(QA_MODEL)
+        yield server

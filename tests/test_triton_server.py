@@ -215,7 +215,7 @@ def test_requested_port_in_use_is_named_before_starting(repo: Path, tmp_path: Pa
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(MlopsError, match=f"http port {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(MlopsError, match=f"http port {port} on 127.0.0.1 is not available"):
             TritonServer(repo, tmp_path, http_port=port).start()
     assert not (tmp_path / "tritonserver.log").exists()
 

@@ -170,5 +170,18 @@ def ask(
             typer.echo(f"  {a['score']:.3f}  {a['symbol']}  ({a['path']}:{a['line']})")
 
 
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="API port")] = 8080,
+    triton_url: Annotated[str | None, typer.Option(help="host:port of a running Triton (default: start one with the champion)")] = None,
+) -> None:
+    """Serve the champion: Triton plus the HTTP API and web page; Ctrl-C stops both."""
+    from mlops.serving.serve import serve as run_server
+
+    _run(run_server, Settings.from_env(), host, port, triton_url, echo)
+
+
 if __name__ == "__main__":
     app()

@@ -33,17 +33,20 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     encoder = Encoder(model_dir)
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
-    model_root = repository / version.name
-    folder = model_root / str(version.version)
-    shutil.rmtree(folder, ignore_errors=True)
     retriever = Retriever(encoder, symbols, embeddings, float(version.tags[tracking.TAG_BM25_WEIGHT]))
-    retriever.save(folder, manifest={
-        "model_name": version.name,
-        "model_version": str(version.version),
+    return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),
         "git_sha": version.tags.get("git_sha"),
     })
+
+
+def write_model_version(repository: Path, name: str, version: str, retriever: Retriever, manifest: dict | None = None) -> Path:
+    """``repository/<name>/<version>/`` (retriever + adapter) and ``repository/<name>/config.pbtxt``."""
+    model_root = repository / name
+    folder = model_root / version
+    shutil.rmtree(folder, ignore_errors=True)
+    retriever.save(folder, manifest={"model_name": name, "model_version": version, **(manifest or {})})
     shutil.copyfile(ADAPTER, folder / "model.py")
-    (model_root / "config.pbtxt").write_text(render_model_config(version.name), encoding="utf-8")
+    (model_root / "config.pbtxt").write_text(render_model_config(name), encoding="utf-8")
     return folder

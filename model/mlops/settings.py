@@ -2,7 +2,8 @@
 
 Everything the pipeline writes locally lives under one folder, ``.mlops/`` in the working
 directory by default (``MLOPS_HOME`` moves it). ``MLFLOW_TRACKING_URI`` points MLflow at a
-server (the cluster); otherwise a SQLite store under that folder is used.
+server (the cluster); otherwise a SQLite store under that folder is used. ``DATABASE_URL`` does
+the same for the feedback store (PostgreSQL in the cluster, SQLite under that folder here).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Settings(BaseModel):
     tracking_uri: str
     model_name: str = DEFAULT_MODEL_NAME
     natural_questions: Path | None = None  # None: the set shipped in mlops/eval_sets/
+    database_url: str | None = None  # feedback store; None: SQLite at <home>/feedback.db
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -35,6 +37,7 @@ class Settings(BaseModel):
             tracking_uri=uri,
             model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME),
             natural_questions=Path(natural) if natural else None,
+            database_url=os.environ.get("DATABASE_URL") or None,
         )
 
     @cached_property
@@ -72,3 +75,8 @@ class Settings(BaseModel):
     @cached_property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @cached_property
+    def feedback_url(self) -> str:
+        """SQLAlchemy URL of the feedback store."""
+        return self.database_url or f"sqlite:///{self.home / 'feedback.db'}"

@@ -117,7 +117,7 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     # Hold all sockets open while picking so the ports are distinct.
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
@@ -129,15 +129,15 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _check_port_free(port: int, role: str) -> None:
+def check_port_free(port: int, role: str, host: str = HOST) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # Same option Triton uses, so a port in TIME_WAIT is not reported as busy.
+        # Same option Triton and uvicorn use, so a port in TIME_WAIT is not reported as busy.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError as e:
-            raise MlopsError(f"{role} port {port} on {HOST} is already in use ({e.strerror}): stop what "
-                             "listens there or choose another port (None picks a free one)") from None
+            raise MlopsError(f"{role} port {port} on {host} is not available ({e.strerror}): stop what "
+                             "listens there or choose another port") from None
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -206,9 +206,9 @@ class TritonServer:
     def _resolve_ports(self) -> dict[str, int]:
         for role, port in self._requested.items():
             if port is not None:
-                _check_port_free(port, role)
+                check_port_free(port, role)
         missing = [role for role, port in self._requested.items() if port is None]
-        picked = dict(zip(missing, _free_ports(len(missing)), strict=True))
+        picked = dict(zip(missing, free_ports(len(missing)), strict=True))
         return {role: port if port is not None else picked[role] for role, port in self._requested.items()}
 
     def _command(self, backend_dir: Path) -> list[str]:
