@@ -1,10 +1,8 @@
 """Rule-based questions from docstrings, each with the rule and source line that made it (provenance).
 
-The rules follow the seed design ("What does X do?", "How do I <summary>?") and add three that look
-more like what users type: a question built from a documented argument, one from the summary
-with the symbol's name left out, and one from a later sentence of the description (an inverse
-cloze task: the sentence describes a detail or use the passage head does not state), so training
-teaches the encoder to match intent, not names.
+The rules follow the seed design ("What does X do?", "How do I <summary>?") and add two that look
+more like what users type: a question built from a documented argument, and one from the summary
+with the symbol's name left out, so training teaches the encoder to match intent, not names.
 """
 
 from __future__ import annotations
@@ -20,10 +18,6 @@ from mlops.data.text import clean_docstring, summary
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
-_SECTION = re.compile(r"\s*(Args|Arguments|Parameters|Returns?|Raises|Yields|Examples?)\s*:")
-_DETAIL_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-DETAIL_WORDS = (6, 40)
-MAX_DETAIL_QUESTIONS = 2
 MIN_WORDS = 3
 MAX_QUESTION_CHARS = 300
 MAX_ARGUMENT_QUESTIONS = 3  # per symbol, so long signatures do not dominate the data
@@ -36,7 +30,7 @@ class Pair(BaseModel):
 
     question: str
     symbol: str
-    rule: str  # which rule produced it: what | how | summary | argument | detail
+    rule: str  # which rule produced it: what | how | summary | argument
     source: str  # the docstring text it came from (provenance)
 
 
@@ -83,27 +77,6 @@ def questions_for(symbol: Symbol) -> Iterator[Pair]:
             question = _question_text(f"Which {symbol.kind} is {head[0].lower()}{head[1:]}")
             yield Pair(question=question, symbol=symbol.symbol, rule="summary", source=head)
     yield from argument_questions(symbol)
-    yield from detail_questions(symbol)
-
-
-def description(docstring: str) -> str:
-    """The docstring's prose before its first Args/Returns/Examples section, cleaned."""
-    paragraphs = []
-    for paragraph in docstring.strip().split("\n\n"):
-        if _SECTION.match(paragraph):
-            break
-        paragraphs.append(paragraph)
-    return clean_docstring(" ".join(paragraphs))
-
-
-def detail_questions(symbol: Symbol) -> Iterator[Pair]:
-    """Sentences after the first one of the description, asked back as questions."""
-    low, high = DETAIL_WORDS
-    sentences = _DETAIL_SENTENCE.split(description(symbol.docstring))[1:]
-    kept = [s for s in sentences if low <= len(s.split()) <= high and "http" not in s and ">>>" not in s]
-    for sentence in kept[:MAX_DETAIL_QUESTIONS]:
-        question = _question_text(f"Which {symbol.kind} fits this: {sentence.rstrip('.')}")
-        yield Pair(question=question, symbol=symbol.symbol, rule="detail", source=sentence)
 
 
 def argument_questions(symbol: Symbol) -> Iterator[Pair]:
