@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import QA_MODEL
 from starlette.testclient import TestClient
 
+from conftest import QA_MODEL
 from mlops.errors import MlopsError
 from mlops.retrieval import Retriever
 from mlops.serving.api import RETRY_AFTER_S, ApiConfig, create_app

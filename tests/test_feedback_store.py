@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import ApiProcess, postgres_server
 
 from mlops.errors import MlopsError
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
+from services import ApiProcess, postgres_server
 
 
 @pytest.fixture(scope="module")

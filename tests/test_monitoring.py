@@ -10,9 +10,9 @@ from pathlib import Path
 import promql_parser
 import pytest
 import yaml
-from conftest import QA_MODEL
 from starlette.testclient import TestClient
 
+from conftest import QA_MODEL
 from mlops.serving.api import ApiConfig, create_app
 from mlops.triton.server import TritonServer
 

@@ -264,9 +264,12 @@ def test_model_config_declares_the_qa_contract():
     text = render_model_config("transformers-qa", max_batch_size=32, max_queue_delay_us=500, instance_count=2)
     for expected in ('name: "transformers-qa"', 'backend: "python"', "max_batch_size: 32",
                      'name: "QUESTION"', "TYPE_STRING", 'name: "TOP_K"', "TYPE_INT32", "optional: true",
-                     'name: "ANSWERS"', "max_queue_delay_microseconds: 500", "count: 2", "KIND_CPU"):
+                     'name: "ANSWERS"', "max_queue_delay_microseconds: 500", "count: 2", "KIND_CPU",
+                     'key: "intra_op_threads"', 'string_value: "1"'):
         assert expected in text
     with pytest.raises(MlopsError, match="'bad name'"):
         render_model_config("bad name")
     with pytest.raises(MlopsError, match="max_batch_size must be at least 1, got 0"):
         render_model_config("qa", max_batch_size=0)
+    with pytest.raises(MlopsError, match="intra_op_threads must be at least 1, got 0"):
+        render_model_config("qa", intra_op_threads=0)

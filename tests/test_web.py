@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from services import ApiProcess
 
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
+from services import ApiProcess
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the networking flags Chromium keeps trying to reach Google and is refused by this closed network.

@@ -183,5 +183,17 @@ def serve(
     _run(run_server, Settings.from_env(), host, port, triton_url, echo)
 
 
+
+@app.command()
+def bench(
+    requests: Annotated[int, typer.Option(help="requests per system and concurrency level")] = 480,
+    api_seconds: Annotated[int, typer.Option(help="length of the Locust run against the API")] = 60,
+) -> None:
+    """Serving benchmark: Triton vs a naive server vs the in-process bound, and the API under Locust."""
+    from mlops.bench.run import BenchConfig, run_bench
+
+    _run(run_bench, Settings.from_env(), _options(BenchConfig, requests=requests, api_seconds=api_seconds), echo)
+
+
 if __name__ == "__main__":
     app()

@@ -68,7 +68,7 @@ class TritonGateway:
         k.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
         try:
             result = await self._client.infer(self.model_name, [text, k], outputs=[aioclient.InferRequestedOutput("ANSWERS")])
-        except (InferenceServerException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError) as e:
             raise self._classify(e) from None
         answers = json.loads(result.as_numpy("ANSWERS").reshape(-1)[0])
         return answers, str(result.get_response().get("model_version", ""))
@@ -77,6 +77,6 @@ class TritonGateway:
         """(ready, reason): Triton answers and the model is loaded."""
         try:
             ok = await asyncio.wait_for(self._client.is_model_ready(self.model_name), READY_TIMEOUT_S)
-        except (InferenceServerException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError) as e:
             return False, str(self._classify(e))
         return (True, "") if ok else (False, f"model {self.model_name!r} is not loaded on Triton at {self.url}")

@@ -3,6 +3,10 @@
 One request carries one question (``QUESTION``, a string) and optionally how many answers to return
 (``TOP_K``); the response's ``ANSWERS`` is the JSON-encoded list of answers for that question. Dynamic
 batching lets Triton hand concurrent requests to the model together, so it encodes them in one pass.
+
+On CPU, ``instance_count`` model instances with ``intra_op_threads`` torch threads each (one per core)
+beat one instance using every core: measured on 2 cores at 8 concurrent clients, 2 x 1 thread answered
+~75 questions/s against ~50 for 1 x 2 threads, whose threads contend with Triton's own.
 """
 
 from __future__ import annotations
@@ -50,11 +54,16 @@ instance_group [
     kind: KIND_CPU
   }}
 ]
+
+parameters {{
+  key: "intra_op_threads"
+  value: {{ string_value: "{intra_op_threads}" }}
+}}
 """
 
 
 def render_model_config(
-    name: str, max_batch_size: int = 64, max_queue_delay_us: int = 2000, instance_count: int = 1
+    name: str, max_batch_size: int = 64, max_queue_delay_us: int = 2000, instance_count: int = 2, intra_op_threads: int = 1
 ) -> str:
     """The ``config.pbtxt`` text for model ``name`` (must equal its folder name in the repository)."""
     if not _NAME.fullmatch(name):
@@ -63,6 +72,7 @@ def render_model_config(
         ("max_batch_size", max_batch_size, 1),
         ("max_queue_delay_us", max_queue_delay_us, 0),
         ("instance_count", instance_count, 1),
+        ("intra_op_threads", intra_op_threads, 1),
     ):
         if value < minimum:
             raise MlopsError(f"Triton {field} must be at least {minimum}, got {value}")
@@ -71,4 +81,5 @@ def render_model_config(
         max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us,
         instance_count=instance_count,
+        intra_op_threads=intra_op_threads,
     )

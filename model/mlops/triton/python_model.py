@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import triton_python_backend_utils as pb_utils
 
 from mlops.retrieval import Retriever
@@ -41,6 +42,10 @@ def _parse(request: Any) -> list[tuple[str, int]]:
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        threads = parameters.get("intra_op_threads", {}).get("string_value")
+        if threads:
+            torch.set_num_threads(int(threads))  # per instance: instances x threads = cores (see config.py)
         # Triton's "model_repository" is this model's folder; the version folder holds the retriever.
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.retriever = Retriever.load(version_dir)
