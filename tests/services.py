@@ -56,22 +56,25 @@ def postgres_server() -> Iterator[str]:
 
 
 class ApiProcess:
-    """`mlops serve --triton-url ...` in its own process group, on a free port."""
+    """`mlops serve` in its own process group, on a free port; with ``triton_url`` None it starts Triton itself."""
 
-    def __init__(self, triton_url: str, home: Path, database_url: str | None = None) -> None:
+    def __init__(self, triton_url: str | None, home: Path, database_url: str | None = None) -> None:
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MLOPS_HOME": str(home)}
+        # The MLflow store and the feedback database are the ones under `home` unless a test says otherwise
+        # (mlflow.set_tracking_uri in an earlier test leaves MLFLOW_TRACKING_URI in os.environ).
+        env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("DATABASE_URL", None)
         if database_url:
             env["DATABASE_URL"] = database_url
         home.mkdir(parents=True, exist_ok=True)
         self.log = (home / f"api-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen([MLOPS, "serve", "--port", str(self.port), "--triton-url", triton_url],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        command = [MLOPS, "serve", "--port", str(self.port)] + (["--triton-url", triton_url] if triton_url else [])
+        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_healthy()
 
-    def _wait_healthy(self, timeout_s: float = 60) -> None:
+    def _wait_healthy(self, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

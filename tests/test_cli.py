@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mlops.triton.server import free_ports
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
@@ -40,6 +43,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     (["register", "--run", "0123456789abcdef"], "no MLflow run"),
     (["deploy", "--version", "7"], "has no version '7'"),
     (["deploy"], "has no 'candidate' version"),
+    (["serve"], "no model has been deployed yet"),
+    (["bench"], "no model has been deployed yet"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):
     assert_clean_error(run(*args, home=tmp_path / "home"), message)
@@ -58,3 +63,18 @@ def test_data_prints_the_dataset_hash(tmp_path: Path, mini_package: Path):
     assert (tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").is_file()
     manifest = json.loads((tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").read_text())
     assert manifest["symbols"] == 41 and manifest["hash"] == dataset_hash
+
+
+def test_serve_on_a_busy_port(tmp_path: Path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_clean_error(run("serve", "--port", str(port), home=tmp_path / "home"), f"API port {port} on 127.0.0.1 is not available")
+
+
+def test_serve_with_a_bad_database_url(tmp_path: Path):
+    environment = {**os.environ, "MLOPS_HOME": str(tmp_path / "home"), "DATABASE_URL": "postgresql://qa@127.0.0.1:1/none"}
+    result = subprocess.run([MLOPS, "serve", "--triton-url", "127.0.0.1:1", "--port", str(free_ports(1)[0])], capture_output=True,
+                            text=True, env=environment, timeout=120)
+    assert_clean_error(result, "feedback database postgresql+psycopg://qa@127.0.0.1:1/none is unreachable")

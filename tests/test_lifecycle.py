@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mlops import deploy as deploy_module
@@ -18,6 +21,7 @@ from mlops.pipeline import build_data, register_run
 from mlops.retrieval import Retriever
 from mlops.settings import Settings
 from mlops.train import TrainConfig, train
+from services import ApiProcess
 
 FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "what"))
 
@@ -128,6 +132,18 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
     monkeypatch.setattr("mlops.triton.server._pytriton_dir", lambda: None)
     with pytest.raises(MlopsError, match="tritonserver"):
         deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+
+    # `mlops serve` brings up Triton with the champion and the API; Ctrl-C stops both.
+    api = ApiProcess(None, settings.home)
+    tritons = [p for p in psutil.Process(api.proc.pid).children(recursive=True) if p.name() == "tritonserver"]
+    body = json.dumps({"question": "How do I continue a training run that crashed?", "top_k": 3}).encode()
+    with urllib.request.urlopen(urllib.request.Request(api.url + "/v1/ask", body, {"content-type": "application/json"})) as response:
+        served = json.loads(response.read())
+    assert served["model_version"] == version and served["answers"][0]["symbol"] == "minilib.training.Trainer.resume"
+    api.kill(signal.SIGINT)
+    assert api.proc.returncode == 0
+    assert len(tritons) == 1 and not tritons[0].is_running()
     _assert_unchanged(settings, client, version, before)
     assert not list(settings.triton_dir.glob("staging-*"))
 
