@@ -55,7 +55,7 @@ test-all: setup system-deps
 	$(BIN)/pytest -m ""
 
 lint: setup
-	$(BIN)/ruff check model tests
+	$(BIN)/ruff check model tests infra
 
 # Opens the MLflow UI on the local store (.mlops/mlflow.db) at http://127.0.0.1:5000
 mlflow-ui: setup

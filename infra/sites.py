@@ -1,0 +1,28 @@
+"""The Chameleon sites an environment can live on, and what differs between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    auth_url: str  # Keystone v3 of the site (OS_AUTH_URL)
+    bare_metal: bool  # CHI sites: hosts reserved by node type, flavor `baremetal`; KVM: reserved flavors
+    public_network: str = "public"  # floating IP pool
+    shared_network: str = "sharednet1"  # the network bare-metal nodes attach to
+
+    @property
+    def region(self) -> str:
+        return self.name
+
+
+SITES = {
+    s.name: s
+    for s in (
+        Site("CHI@TACC", "https://chi.tacc.chameleoncloud.org:5000/v3", bare_metal=True),
+        Site("CHI@UC", "https://chi.uc.chameleoncloud.org:5000/v3", bare_metal=True),
+        Site("KVM@TACC", "https://kvm.tacc.chameleoncloud.org:5000/v3", bare_metal=False),
+    )
+}

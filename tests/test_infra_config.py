@@ -1,0 +1,79 @@
+"""Stack configuration: each stack file is valid, and bad values are all reported at once, by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.config import MAX_LEASE_HOURS, PROJECT, ConfigError, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+STACKS = ("dev", "staging", "prod")
+
+
+def stack_values(stack: str) -> dict:
+    """The `transformers-qa:` keys of Pulumi.<stack>.yaml, as the program reads them."""
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{PROJECT}:")}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_file_is_valid_and_holds_no_secrets(stack: str):
+    config = parse(stack, stack_values(stack))
+    assert config.environment == stack
+    text = (ROOT / f"Pulumi.{stack}.yaml").read_text().lower()
+    assert "secret" not in text and "password" not in text and "application_credential" not in text
+
+
+def test_environments_differ_as_documented():
+    dev, staging, prod = (parse(s, stack_values(s)) for s in STACKS)
+    assert dev.site == "KVM@TACC" and not dev.gpu and all(g.flavor for g in dev.node_groups)
+    for config in (staging, prod):
+        assert config.gpu and config.site.startswith("CHI@")
+        assert any(g.role == "gpu" and g.node_type.startswith("gpu_") for g in config.node_groups)
+        assert all(not c.endswith("/0") for c in config.access.ssh_cidrs + config.access.api_cidrs)
+    assert prod.protect_data and not staging.protect_data
+    assert {v.name for v in prod.volumes} == {"mlflow-db", "artifacts", "datasets"}
+
+
+def test_every_problem_is_reported_at_once_by_key():
+    values = stack_values("prod")
+    values["lease"] = {"hours": MAX_LEASE_HOURS + 1, "start": "tomorrow"}
+    values["site"] = "CHI@Mars"
+    values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"], "api_cidrs": ["10.0.0.0/33"]}
+    values["volumes"] = [{"name": "datasets", "size_gb": 0}]
+    with pytest.raises(ConfigError) as caught:
+        parse("prod", values)
+    message = str(caught.value)
+    for expected in (
+        f"{PROJECT}:lease.hours: Input should be less than or equal to 168 (got 169)",
+        f"{PROJECT}:lease.start: String should match pattern",
+        f"{PROJECT}:site: unknown site 'CHI@Mars'; use one of CHI@TACC, CHI@UC, KVM@TACC",
+        f"{PROJECT}:access.api_cidrs: ",
+        f"{PROJECT}:volumes[0].size_gb: Input should be greater than or equal to 1 (got 0)",
+    ):
+        assert expected in message, message
+    assert message.startswith("stack 'prod' has 5 configuration problem(s)")
+
+
+def test_cross_field_rules():
+    values = stack_values("prod")
+    values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"]}
+    values["node_groups"] = [g for g in values["node_groups"] if g["role"] != "control"] + [
+        {"role": "gpu", "count": 1, "node_type": "compute_skylake"}]
+    with pytest.raises(ConfigError) as caught:
+        parse("prod", values)
+    message = str(caught.value)
+    assert "a gpu group needs a gpu_* node_type" in message
+    assert "exactly one group must have role 'control'" in message
+    assert "access.ssh_cidrs: prod must not open it to the whole internet" in message
+
+    dev = stack_values("dev")
+    dev["node_groups"] = [{"role": "control", "node_type": "compute_skylake"}]
+    with pytest.raises(ConfigError, match=r"KVM@TACC is KVM; set flavor"):
+        parse("dev", dev)
+    dev["access"] = {**dev["access"], "ssh_cidrs": ["0.0.0.0/0"]}  # dev may be open (a warning in the README)
+    dev["node_groups"] = [{"role": "control", "flavor": "m1.large"}]
+    assert parse("dev", dev).access.ssh_cidrs == ["0.0.0.0/0"]
