@@ -17,7 +17,7 @@ from infra.sites import SITES
 
 PROJECT = "transformers-qa"
 MAX_LEASE_HOURS = 7 * 24  # Chameleon's limit for one lease (it can be prolonged near its end)
-CONFIG_KEYS = ("site", "lease", "node_groups", "volumes", "network", "access", "bootstrap")
+OBJECT_KEYS = ("lease", "node_groups", "volumes", "network", "access", "bootstrap")  # plus `site`, a string
 
 Role = Literal["control", "worker", "gpu"]
 
@@ -112,6 +112,8 @@ class StackConfig(Strict):
             problems.append("node_groups: exactly one group must have role 'control' (it runs the Kubernetes server)")
         elif next(g for g in self.node_groups if g.role == "control").count != 1:
             problems.append("node_groups: the control group must have count 1")
+        if self.volumes and not site.block_storage:
+            problems.append(f"volumes: {self.site} has no block storage (Cinder is KVM@TACC only); remove them or use KVM@TACC")
         roles = {g.role for g in self.node_groups}
         problems += [f"volumes: {v.name} is attached to role {v.role!r}, which no node group has" for v in self.volumes if v.role not in roles]
         if self.environment != "dev":

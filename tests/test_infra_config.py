@@ -35,7 +35,7 @@ def test_environments_differ_as_documented():
         assert any(g.role == "gpu" and g.node_type.startswith("gpu_") for g in config.node_groups)
         assert all(not c.endswith("/0") for c in config.access.ssh_cidrs + config.access.api_cidrs)
     assert prod.protect_data and not staging.protect_data
-    assert {v.name for v in prod.volumes} == {"mlflow-db", "artifacts", "datasets"}
+    assert {v.name for v in dev.volumes} == {"mlflow-db", "artifacts"} and not prod.volumes and not staging.volumes
 
 
 def test_every_problem_is_reported_at_once_by_key():
@@ -63,12 +63,14 @@ def test_cross_field_rules():
     values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"]}
     values["node_groups"] = [g for g in values["node_groups"] if g["role"] != "control"] + [
         {"role": "gpu", "count": 1, "node_type": "compute_skylake"}]
+    values["volumes"] = [{"name": "datasets", "size_gb": 100}]
     with pytest.raises(ConfigError) as caught:
         parse("prod", values)
     message = str(caught.value)
     assert "a gpu group needs a gpu_* node_type" in message
     assert "exactly one group must have role 'control'" in message
     assert "access.ssh_cidrs: prod must not open it to the whole internet" in message
+    assert "volumes: CHI@UC has no block storage (Cinder is KVM@TACC only)" in message
 
     dev = stack_values("dev")
     dev["node_groups"] = [{"role": "control", "node_type": "compute_skylake"}]

@@ -1,0 +1,32 @@
+"""Pulumi entry point (`main: infra/` in Pulumi.yaml): read and validate the stack's config, build, export."""
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this folder as a script; make `infra` importable as the package the tests import.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pulumi  # noqa: E402
+
+from infra.config import OBJECT_KEYS, ConfigError, parse  # noqa: E402
+from infra.program import build  # noqa: E402
+
+
+def main() -> None:
+    stack = pulumi.get_stack()
+    raw = pulumi.Config()
+    values = {key: raw.get_object(key) for key in OBJECT_KEYS if raw.get(key) is not None}
+    values["site"] = raw.get("site")
+    try:
+        config = parse(stack, values)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None  # every problem at once, before any cloud call
+    key_file = Path(config.access.public_key_file).expanduser()
+    if not key_file.is_file():
+        raise SystemExit(f"transformers-qa:access.public_key_file: {key_file} does not exist; "
+                         "point it at your SSH public key (`pulumi config set --path transformers-qa:access.public_key_file ...`)")
+    for name, value in build(config, key_file.read_text().strip()).items():
+        pulumi.export(name, value)
+
+
+main()

@@ -1,0 +1,136 @@
+"""The environment's OpenStack resources, as one ComponentResource whose children are attributes.
+
+Network (a private network, subnet and router on KVM; the site's shared network on bare metal),
+one security group (SSH and the Kubernetes API only from the allowed CIDRs, HTTP/HTTPS for the
+ingress, anything between the cluster's own nodes), a key pair, one port + instance per node placed
+in the lease's reservation, a floating IP on the control node (reserved in the lease on bare metal),
+and Cinder volumes attached to their node (KVM), protected from deletion in prod.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_openstack as openstack
+
+from infra.config import PROJECT, StackConfig
+from infra.lease import Lease
+from infra.sites import SITES
+
+K8S_API_PORT = 6443
+BAREMETAL_FLAVOR = "baremetal"
+
+
+def labels(config: StackConfig) -> dict[str, str]:
+    """Metadata on every resource that takes it: who made it, for which environment."""
+    return {"project": PROJECT, "environment": config.environment, "managed-by": "pulumi"}
+
+
+def tag_list(config: StackConfig) -> list[str]:
+    return [f"{key}={value}" for key, value in labels(config).items()]
+
+
+class Cluster(pulumi.ComponentResource):
+    def __init__(self, name: str, config: StackConfig, lease: Lease, public_key: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PROJECT}:infra:Cluster", name, None, opts)
+        self.config = config
+        site = SITES[config.site]
+        child = pulumi.ResourceOptions(parent=self)
+        tags = tag_list(config)
+
+        public_network = openstack.networking.get_network_output(name=site.public_network, opts=pulumi.InvokeOutputOptions(parent=self))
+        self.network_id, network_ready = self._network(name, config, public_network, tags, child)
+        self.security_group = self._security_group(name, config, tags, child)
+        self.key_pair = openstack.compute.Keypair(f"{name}-key", name=config.access.key_name, public_key=public_key, opts=child)
+
+        self.instances: dict[str, list[openstack.compute.Instance]] = {}
+        self.ports: dict[str, list[openstack.networking.Port]] = {}
+        for group in config.node_groups:
+            for index in range(group.count):
+                port, instance = self._node(name, group, index, lease, network_ready, tags, child)
+                self.ports.setdefault(group.role, []).append(port)
+                self.instances.setdefault(group.role, []).append(instance)
+        self.control = self.instances["control"][0]
+
+        self.floating_ip = self._floating_ip(name, site.bare_metal, lease, tags, child)
+        self.volumes = self._volumes(name, config, child)
+
+        self.register_outputs({
+            "floating_ip": self.floating_ip,
+            "nodes": {role: [i.access_ip_v4 for i in nodes] for role, nodes in self.instances.items()},
+        })
+
+    def _network(self, name, config: StackConfig, public_network, tags, child):
+        """(network id, resources the instances must wait for)."""
+        if not config.network.create:
+            shared = openstack.networking.get_network_output(name=config.network.name, opts=pulumi.InvokeOutputOptions(parent=self))
+            return shared.id, []
+        self.network = openstack.networking.Network(f"{name}-net", name=config.network.name, tags=tags, opts=child)
+        self.subnet = openstack.networking.Subnet(
+            f"{name}-subnet", network_id=self.network.id, cidr=config.network.cidr, ip_version=4,
+            dns_nameservers=["8.8.8.8", "1.1.1.1"], tags=tags, opts=child)
+        self.router = openstack.networking.Router(f"{name}-router", external_network_id=public_network.id, tags=tags, opts=child)
+        interface = openstack.networking.RouterInterface(f"{name}-router-if", router_id=self.router.id, subnet_id=self.subnet.id, opts=child)
+        return self.network.id, [self.subnet, interface]
+
+    def _security_group(self, name, config: StackConfig, tags, child) -> openstack.networking.SecGroup:
+        group = openstack.networking.SecGroup(f"{name}-sg", description=f"{PROJECT} {config.environment}: nodes", tags=tags, opts=child)
+        rules = ([("ssh", cidr, 22) for cidr in config.access.ssh_cidrs]
+                 + [("k8s-api", cidr, K8S_API_PORT) for cidr in config.access.api_cidrs]
+                 + [("http", "0.0.0.0/0", 80), ("https", "0.0.0.0/0", 443)])
+        self.rules = [
+            openstack.networking.SecGroupRule(
+                f"{name}-{purpose}-{index}", security_group_id=group.id, direction="ingress", ethertype="IPv4",
+                protocol="tcp", port_range_min=port, port_range_max=port, remote_ip_prefix=cidr,
+                description=f"{purpose} from {cidr}", opts=child)
+            for index, (purpose, cidr, port) in enumerate(rules)
+        ]
+        # Node to node (k3s: flannel VXLAN, kubelet, etcd): anything from members of this group.
+        self.rules += [
+            openstack.networking.SecGroupRule(
+                f"{name}-intra-{protocol}", security_group_id=group.id, direction="ingress", ethertype="IPv4",
+                protocol=protocol, remote_group_id=group.id, description=f"intra-cluster {protocol}", opts=child)
+            for protocol in ("tcp", "udp", "icmp")
+        ]
+        return group
+
+    def _node(self, name, group, index, lease: Lease, network_ready, tags, child):
+        node = f"{name}-{group.role}-{index}"
+        port = openstack.networking.Port(f"{node}-port", network_id=self.network_id, security_group_ids=[self.security_group.id],
+                                         tags=tags, opts=child)
+        placement: dict = {}
+        if group.node_type:  # bare metal: the generic flavor, placed by the host reservation
+            reservation = lease.reserved.apply(lambda r, role=group.role: r[f"host:{role}"]["id"])
+            placement = {"flavor_name": BAREMETAL_FLAVOR, "scheduler_hints": [{"additional_properties": {"reservation": reservation}}]}
+        else:  # KVM: the private flavor Blazar made for the flavor reservation
+            placement = {"flavor_id": lease.reserved.apply(lambda r, role=group.role: r[f"flavor:{role}"]["flavor_id"])}
+        instance = openstack.compute.Instance(
+            node, name=node, image_name=group.image, key_pair=self.key_pair.name, networks=[{"port": port.id}],
+            metadata={**labels(self.config), "role": group.role}, tags=tags, **placement,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=network_ready))
+        return port, instance
+
+    def _floating_ip(self, name, bare_metal: bool, lease: Lease, tags, child) -> pulumi.Output[str]:
+        if bare_metal:
+            # Blazar creates the reserved address tagged with its reservation id.
+            tag = lease.reserved.apply(lambda r: f"reservation:{r['floatingip:control']['id']}")
+            address = openstack.networking.get_floating_ip_output(tags=[tag], opts=pulumi.InvokeOutputOptions(parent=self)).address
+        else:
+            address = openstack.networking.FloatingIp(f"{name}-fip", pool=SITES[self.config.site].public_network, tags=tags,
+                                                      opts=child).address
+        self.floating_ip_association = openstack.networking.FloatingIpAssociate(
+            f"{name}-fip-control", floating_ip=address, port_id=self.ports["control"][0].id,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.control]))
+        return address
+
+    def _volumes(self, name, config: StackConfig, child) -> dict[str, openstack.blockstorage.Volume]:
+        volumes = {}
+        for volume in config.volumes:
+            # Protected in prod: `pulumi destroy` and replacements stop instead of deleting data.
+            created = openstack.blockstorage.Volume(
+                f"{name}-{volume.name}", name=f"{name}-{volume.name}", size=volume.size_gb, metadata=labels(config),
+                description=f"{PROJECT} {config.environment}: {volume.name}",
+                opts=pulumi.ResourceOptions(parent=self, protect=config.protect_data, retain_on_delete=config.protect_data))
+            openstack.compute.VolumeAttach(f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id,
+                                           volume_id=created.id, opts=child)
+            volumes[volume.name] = created
+        return volumes

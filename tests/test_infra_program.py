@@ -1,0 +1,189 @@
+"""The Pulumi program under `pulumi.runtime.set_mocks`, for each stack file: the resource graph and its policies.
+
+Mocks record every resource registration and every provider call; each test first asserts that they
+ran (a mock test that registers nothing would pass silently otherwise). Dynamic providers are not
+called under mocks, so the lease's outputs come from the mock (the provider has its own HTTP tests).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pulumi
+import pytest
+
+from infra.config import PROJECT, parse
+from infra.program import build
+from test_infra_config import STACKS, stack_values
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
+FLOATING_IP = "129.114.108.10"
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    resources: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ == "pulumi-python:dynamic:Resource":  # the Blazar lease
+            reserved = {f"{r['kind']}:{r['role']}": {"id": f"res-{r['kind']}-{r['role']}",
+                                                      "flavor_id": f"res-{r['kind']}-{r['role']}" if r["kind"] == "flavor" else ""}
+                        for r in args.inputs["reservations"]}
+            outputs.update(lease_id="lease-1", status="ACTIVE", end_date="2026-11-30T15:00:00.000000", reserved=reserved)
+        if args.typ == "openstack:compute/instance:Instance":
+            outputs["access_ip_v4"] = f"10.0.0.{len(self.of('openstack:compute/instance:Instance')) + 10}"
+        if args.typ == "openstack:networking/floatingIp:FloatingIp":
+            outputs["address"] = FLOATING_IP
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append(args)
+        if args.token == "openstack:networking/getNetwork:getNetwork":
+            return {"id": f"net-{args.args['name']}", "name": args.args["name"]}
+        if args.token == "openstack:compute/getFlavor:getFlavor":
+            return {"id": f"flavor-{args.args['name']}", "name": args.args["name"]}
+        if args.token == "openstack:networking/getFloatingIp:getFloatingIp":
+            return {"id": "fip-1", "address": FLOATING_IP, "tags": args.args["tags"]}
+        raise AssertionError(f"unexpected call {args.token}")
+
+    def of(self, typ: str) -> list:
+        return [r for r in self.resources if r.typ == typ]
+
+
+def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
+    """Run the program for a stack under mocks; the recorder and the resolved stack outputs."""
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    config = parse(stack, values or stack_values(stack))
+    resolved: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        outputs = build(config, PUBLIC_KEY)
+        names = list(outputs)
+        return pulumi.Output.all(*outputs.values()).apply(lambda vals: resolved.update(zip(names, vals, strict=True)))
+
+    program()
+    assert mocks.resources, "the program registered no resources"
+    return mocks, resolved
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nodes_are_placed_in_the_lease(stack: str):
+    mocks, outputs = run(stack)
+    config = parse(stack, stack_values(stack))
+    (lease,) = mocks.of("pulumi-python:dynamic:Resource")
+    assert lease.inputs["name"] == f"{PROJECT}-{stack}" and lease.inputs["hours"] == config.lease.hours
+    instances = mocks.of("openstack:compute/instance:Instance")
+    by_role = Counter(i.inputs["metadata"]["role"] for i in instances)
+    assert by_role == Counter({g.role: g.count for g in config.node_groups})
+    for instance in instances:
+        role = instance.inputs["metadata"]["role"]
+        if config.site.startswith("CHI@"):
+            assert instance.inputs["flavorName"] == "baremetal"
+            assert instance.inputs["schedulerHints"] == [{"additionalProperties": {"reservation": f"res-host-{role}"}}]
+        else:
+            assert instance.inputs["flavorId"] == f"res-flavor-{role}" and "schedulerHints" not in instance.inputs
+        assert instance.inputs["keyPair"] == config.access.key_name
+    kinds = Counter(r["kind"] for r in lease.inputs["reservations"])
+    if config.site.startswith("CHI@"):
+        assert kinds == Counter({"host": len(config.node_groups), "floatingip": 1})
+        host = {r["role"]: r["node_type"] for r in lease.inputs["reservations"] if r["kind"] == "host"}
+        assert host == {g.role: g.node_type for g in config.node_groups}
+    else:
+        assert kinds == Counter({"flavor": len(config.node_groups)})
+        flavors = {r["role"]: r["flavor_id"] for r in lease.inputs["reservations"]}
+        assert flavors == {g.role: f"flavor-{g.flavor}" for g in config.node_groups}
+    assert outputs["lease_id"] == "lease-1" and outputs["lease_end"].startswith("2026-11-30")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_control_node_gets_the_floating_ip(stack: str):
+    mocks, outputs = run(stack)
+    (association,) = mocks.of("openstack:networking/floatingIpAssociate:FloatingIpAssociate")
+    assert association.inputs["floatingIp"] == FLOATING_IP and association.inputs["portId"] == f"{stack}-control-0-port-id"
+    allocated = mocks.of("openstack:networking/floatingIp:FloatingIp")
+    reserved = [c for c in mocks.calls if c.token == "openstack:networking/getFloatingIp:getFloatingIp"]
+    if stack == "dev":  # KVM: allocated from the pool
+        assert len(allocated) == 1 and allocated[0].inputs["pool"] == "public" and not reserved
+    else:  # bare metal: the address Blazar reserved, found by its reservation tag
+        assert not allocated and reserved[0].args["tags"] == ["reservation:res-floatingip-control"]
+    assert outputs["floating_ip"] == FLOATING_IP and outputs["ssh"] == f"ssh cc@{FLOATING_IP}"
+    inventory = outputs["ansible_inventory"]
+    assert f"control-0 ansible_host={FLOATING_IP}" in inventory and "ansible_user=cc" in inventory
+    assert inventory.count("ProxyJump") == sum(g.count for g in parse(stack, stack_values(stack)).node_groups if g.role != "control")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_network_and_security_rules(stack: str):
+    mocks, _ = run(stack)
+    config = parse(stack, stack_values(stack))
+    networks = mocks.of("openstack:networking/network:Network")
+    if config.network.create:
+        assert len(networks) == 1 and len(mocks.of("openstack:networking/routerInterface:RouterInterface")) == 1
+        (router,) = mocks.of("openstack:networking/router:Router")
+        assert router.inputs["externalNetworkId"] == "net-public"
+    else:
+        assert not networks and any(c.args.get("name") == "sharednet1" for c in mocks.calls)
+    rules = mocks.of("openstack:networking/secGroupRule:SecGroupRule")
+    assert rules
+    opened = {(r.inputs.get("portRangeMin"), r.inputs.get("remoteIpPrefix")) for r in rules if "remoteIpPrefix" in r.inputs}
+    assert opened == ({(22, c) for c in config.access.ssh_cidrs} | {(6443, c) for c in config.access.api_cidrs}
+                      | {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")})
+    if stack != "dev":  # policy: staging and prod never open SSH or the API to the internet
+        assert not [r for r in rules if r.inputs.get("remoteIpPrefix") == "0.0.0.0/0" and r.inputs["portRangeMin"] in (22, 6443)]
+    intra = [r for r in rules if "remoteGroupId" in r.inputs]
+    assert {r.inputs["protocol"] for r in intra} == {"tcp", "udp", "icmp"}
+    ports = mocks.of("openstack:networking/port:Port")
+    assert len(ports) == len(mocks.of("openstack:compute/instance:Instance"))
+    assert all(p.inputs["securityGroupIds"] == [f"{stack}-sg-id"] for p in ports)
+
+
+def test_dev_volumes_are_attached_to_the_control_node():
+    mocks, _ = run("dev")
+    volumes = {v.name: v for v in mocks.of("openstack:blockstorage/volume:Volume")}
+    assert {name: v.inputs["size"] for name, v in volumes.items()} == {"dev-mlflow-db": 10, "dev-artifacts": 50}
+    attachments = mocks.of("openstack:compute/volumeAttach:VolumeAttach")
+    assert {(a.inputs["instanceId"], a.inputs["volumeId"]) for a in attachments} == {
+        ("dev-control-0-id", "dev-mlflow-db-id"), ("dev-control-0-id", "dev-artifacts-id")}
+
+
+def test_prod_style_volumes_are_protected(monkeypatch):
+    # Prod runs on bare metal (no Cinder); check protection with a prod stack on KVM.
+    values = {**stack_values("dev"), "access": {**stack_values("dev")["access"], "ssh_cidrs": ["10.0.0.0/8"], "api_cidrs": ["10.0.0.0/8"]}}
+    captured: list = []
+    real = pulumi.ResourceOptions.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        captured.append(self)
+
+    monkeypatch.setattr(pulumi.ResourceOptions, "__init__", spy)
+    mocks, _ = run("prod", values)
+    assert len(mocks.of("openstack:blockstorage/volume:Volume")) == 2
+    protected = [o for o in captured if o.protect]
+    assert len(protected) == 2 and all(o.retain_on_delete for o in protected)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_that_takes_labels_has_them(stack: str):
+    mocks, _ = run(stack)
+    expected_tags = {f"project={PROJECT}", f"environment={stack}", "managed-by=pulumi"}
+    checked = 0
+    for resource in mocks.resources:
+        if "tags" in resource.inputs:
+            assert expected_tags <= set(resource.inputs["tags"]), resource.name
+            checked += 1
+        if "metadata" in resource.inputs:
+            assert resource.inputs["metadata"]["environment"] == stack, resource.name
+            checked += 1
+    untaggable = {"openstack:networking/secGroupRule:SecGroupRule", "openstack:networking/routerInterface:RouterInterface",
+                  "openstack:compute/keypair:Keypair", "openstack:compute/volumeAttach:VolumeAttach",
+                  "openstack:networking/floatingIpAssociate:FloatingIpAssociate", "pulumi-python:dynamic:Resource",
+                  f"{PROJECT}:infra:Cluster"}
+    unlabelled = [r.typ for r in mocks.resources if "tags" not in r.inputs and "metadata" not in r.inputs and r.typ not in untaggable]
+    assert not unlabelled and checked > 5
