@@ -25,7 +25,9 @@ def main() -> None:
     if not key_file.is_file():
         raise SystemExit(f"transformers-qa:access.public_key_file: {key_file} does not exist; "
                          "point it at your SSH public key (`pulumi config set --path transformers-qa:access.public_key_file ...`)")
-    for name, value in build(config, key_file.read_text().strip()).items():
+    # Cluster secrets: `pulumi config set --secret transformers-qa:db_password ...` (never in git).
+    secrets = {name: raw.require_secret(name) for name in ("db_password", "minio_password")}
+    for name, value in build(config, key_file.read_text().strip(), secrets).items():
         pulumi.export(name, value)
 
 

@@ -124,13 +124,14 @@ class Cluster(pulumi.ComponentResource):
 
     def _volumes(self, name, config: StackConfig, child) -> dict[str, openstack.blockstorage.Volume]:
         volumes = {}
+        self.attachments: dict[str, openstack.compute.VolumeAttach] = {}
         for volume in config.volumes:
             # Protected in prod: `pulumi destroy` and replacements stop instead of deleting data.
             created = openstack.blockstorage.Volume(
                 f"{name}-{volume.name}", name=f"{name}-{volume.name}", size=volume.size_gb, metadata=labels(config),
                 description=f"{PROJECT} {config.environment}: {volume.name}",
                 opts=pulumi.ResourceOptions(parent=self, protect=config.protect_data, retain_on_delete=config.protect_data))
-            openstack.compute.VolumeAttach(f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id,
-                                           volume_id=created.id, opts=child)
+            self.attachments[volume.name] = openstack.compute.VolumeAttach(
+                f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id, volume_id=created.id, opts=child)
             volumes[volume.name] = created
         return volumes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_openstack as openstack
 
+from infra.bootstrap import Bootstrap
 from infra.cluster import Cluster
 from infra.config import PROJECT, StackConfig
 from infra.lease import Lease
@@ -48,16 +49,42 @@ def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Outpu
     return pulumi.Output.all(floating_ip, *[a for nodes in hosts.values() for a in nodes]).apply(render)
 
 
-def build(config: StackConfig, public_key: str) -> dict[str, pulumi.Output]:
+def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
+    """What the playbooks need (infra/ansible/roles/*/defaults name them); secrets stay Pulumi secrets."""
+    devices = {name: attach.device for name, attach in cluster.attachments.items()}
+    return pulumi.Output.all(fip=cluster.floating_ip, devices=pulumi.Output.all(**devices) if devices else {}, secrets=pulumi.Output.all(**secrets)).apply(
+        lambda a: {
+            "k3s_server_version": config.bootstrap.k3s_version,
+            "k3s_agent_version": config.bootstrap.k3s_version,
+            "k3s_server_public_ip": a["fip"],
+            "volumes_list": [{"name": name, "device": device} for name, device in a["devices"].items()],
+            "argocd_version": config.bootstrap.argocd_version,
+            "argocd_environment": config.environment,
+            "argocd_repo_url": config.bootstrap.repo_url,
+            "argocd_revision": config.bootstrap.revision,
+            "argocd_secrets": {
+                "postgres": {"password": a["secrets"]["db_password"]},
+                "minio": {"root-user": "minio", "root-password": a["secrets"]["minio_password"]},
+            },
+        })
+
+
+def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[str]]) -> dict[str, pulumi.Output]:
     site = SITES[config.site]
     public_network = openstack.networking.get_network_output(name=site.public_network)
     lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}", start=config.lease.start,
                   hours=config.lease.hours, reservations=reservations(config, public_network.id))
     cluster = Cluster(config.environment, config, lease, public_key)
+    waits_for = [cluster.floating_ip_association, *cluster.attachments.values(), *[n for nodes in cluster.instances.values() for n in nodes]]
+    bootstrap = Bootstrap("bootstrap", inventory=inventory(cluster, cluster.floating_ip), floating_ip=cluster.floating_ip,
+                          extravars=bootstrap_vars(config, cluster, secrets), opts=pulumi.ResourceOptions(depends_on=waits_for))
     return {
         "lease_id": lease.lease_id,
         "lease_end": lease.end_date,
         "floating_ip": cluster.floating_ip,
         "ssh": cluster.floating_ip.apply(lambda ip: f"ssh cc@{ip}"),
         "ansible_inventory": inventory(cluster, cluster.floating_ip),
+        "kubeconfig": pulumi.Output.secret(bootstrap.kubeconfig),
+        "argocd": "pulumi stack output kubeconfig --show-secrets > kubeconfig && "
+                  "KUBECONFIG=kubeconfig kubectl -n argocd port-forward svc/argocd-server 8443:443  # then https://127.0.0.1:8443",
     }

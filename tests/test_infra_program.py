@@ -19,6 +19,7 @@ from test_infra_config import STACKS, stack_values
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
 FLOATING_IP = "129.114.108.10"
+SECRETS = {"db_password": "db-secret-value", "minio_password": "minio-secret-value"}
 
 
 @dataclass
@@ -29,7 +30,9 @@ class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
         outputs = dict(args.inputs)
-        if args.typ == "pulumi-python:dynamic:Resource":  # the Blazar lease
+        if args.typ == "pulumi-python:dynamic:Resource" and "inventory" in args.inputs:  # the Ansible bootstrap
+            outputs["kubeconfig"] = f"apiVersion: v1\nclusters:\n- cluster:\n    server: https://{FLOATING_IP}:6443\n"
+        if args.typ == "pulumi-python:dynamic:Resource" and "reservations" in args.inputs:  # the Blazar lease
             reserved = {f"{r['kind']}:{r['role']}": {"id": f"res-{r['kind']}-{r['role']}",
                                                       "flavor_id": f"res-{r['kind']}-{r['role']}" if r["kind"] == "flavor" else ""}
                         for r in args.inputs["reservations"]}
@@ -38,6 +41,8 @@ class Recorder(pulumi.runtime.Mocks):
             outputs["access_ip_v4"] = f"10.0.0.{len(self.of('openstack:compute/instance:Instance')) + 10}"
         if args.typ == "openstack:networking/floatingIp:FloatingIp":
             outputs["address"] = FLOATING_IP
+        if args.typ == "openstack:compute/volumeAttach:VolumeAttach":
+            outputs["device"] = f"/dev/vd{'bcdefg'[len(self.of(args.typ)) - 1]}"
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -53,6 +58,10 @@ class Recorder(pulumi.runtime.Mocks):
     def of(self, typ: str) -> list:
         return [r for r in self.resources if r.typ == typ]
 
+    def dynamic(self, name: str):
+        (found,) = [r for r in self.resources if r.typ == "pulumi-python:dynamic:Resource" and r.name == name]
+        return found
+
 
 def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
     """Run the program for a stack under mocks; the recorder and the resolved stack outputs."""
@@ -63,7 +72,7 @@ def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
 
     @pulumi.runtime.test
     def program():
-        outputs = build(config, PUBLIC_KEY)
+        outputs = build(config, PUBLIC_KEY, SECRETS)
         names = list(outputs)
         return pulumi.Output.all(*outputs.values()).apply(lambda vals: resolved.update(zip(names, vals, strict=True)))
 
@@ -76,7 +85,7 @@ def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
 def test_nodes_are_placed_in_the_lease(stack: str):
     mocks, outputs = run(stack)
     config = parse(stack, stack_values(stack))
-    (lease,) = mocks.of("pulumi-python:dynamic:Resource")
+    lease = mocks.dynamic("lease")
     assert lease.inputs["name"] == f"{PROJECT}-{stack}" and lease.inputs["hours"] == config.lease.hours
     instances = mocks.of("openstack:compute/instance:Instance")
     by_role = Counter(i.inputs["metadata"]["role"] for i in instances)
@@ -187,3 +196,17 @@ def test_every_resource_that_takes_labels_has_them(stack: str):
                   f"{PROJECT}:infra:Cluster"}
     unlabelled = [r.typ for r in mocks.resources if "tags" not in r.inputs and "metadata" not in r.inputs and r.typ not in untaggable]
     assert not unlabelled and checked > 5
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bootstrap_runs_after_the_nodes_with_the_stack_settings(stack: str):
+    mocks, outputs = run(stack)
+    config = parse(stack, stack_values(stack))
+    bootstrap = mocks.dynamic("bootstrap")
+    extravars = bootstrap.inputs["extravars"]
+    assert extravars["k3s_server_version"] == config.bootstrap.k3s_version and extravars["k3s_server_public_ip"] == FLOATING_IP
+    assert extravars["argocd_version"] == config.bootstrap.argocd_version and extravars["argocd_environment"] == stack
+    assert extravars["argocd_secrets"]["postgres"] == {"password": "db-secret-value"}
+    assert extravars["volumes_list"] == [{"name": f"{v.name}", "device": f"/dev/vd{'bcdefg'[i]}"} for i, v in enumerate(config.volumes)]
+    assert bootstrap.inputs["inventory"] == outputs["ansible_inventory"] and len(bootstrap.inputs["fingerprint"]) == 16
+    assert outputs["kubeconfig"].startswith("apiVersion: v1") and f"https://{FLOATING_IP}:6443" in outputs["kubeconfig"]
