@@ -51,8 +51,8 @@ def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Outpu
 
 def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
     """What the playbooks need (infra/ansible/roles/*/defaults name them); secrets stay Pulumi secrets."""
-    devices = {name: attach.device for name, attach in cluster.attachments.items()}
-    return pulumi.Output.all(fip=cluster.floating_ip, devices=pulumi.Output.all(**devices) if devices else {}, secrets=pulumi.Output.all(**secrets)).apply(
+    devices = pulumi.Output.all(**{name: attach.device for name, attach in cluster.attachments.items()}) if cluster.attachments else {}
+    return pulumi.Output.all(fip=cluster.floating_ip, devices=devices, secrets=pulumi.Output.all(**secrets)).apply(
         lambda a: {
             "k3s_server_version": config.bootstrap.k3s_version,
             "k3s_agent_version": config.bootstrap.k3s_version,
