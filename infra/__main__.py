@@ -1,15 +1,12 @@
 """Pulumi entry point (`main: infra/` in Pulumi.yaml): read and validate the stack's config, build, export."""
 
-import sys
 from pathlib import Path
 
-# Pulumi runs this folder as a script; make `infra` importable as the package the tests import.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pulumi
 
-import pulumi  # noqa: E402
-
-from infra.config import OBJECT_KEYS, ConfigError, parse  # noqa: E402
-from infra.program import build  # noqa: E402
+# `infra` is installed in the virtualenv (editable, by `make setup`), as Pulumi's dynamic-provider host needs.
+from infra.config import OBJECT_KEYS, ConfigError, parse
+from infra.program import build
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ any other change replaces the lease. Credentials come from the ``OS_*`` environm
 from __future__ import annotations
 
 import os
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -154,7 +155,7 @@ class LeaseProvider(ResourceProvider):
             try:
                 client.lease.delete(lease["id"])
             except _failures() as e:
-                pulumi.log.error(f"could not delete failed lease {lease['id']}: {e}; delete it by hand")
+                print(f"could not delete failed lease {lease['id']}: {e}; delete it by hand", file=sys.stderr)
             raise
 
     def read(self, id_: str, props: dict) -> ReadResult:

@@ -210,3 +210,22 @@ def test_bootstrap_runs_after_the_nodes_with_the_stack_settings(stack: str):
     assert extravars["volumes_list"] == [{"name": f"{v.name}", "device": f"/dev/vd{'bcdefg'[i]}"} for i, v in enumerate(config.volumes)]
     assert bootstrap.inputs["inventory"] == outputs["ansible_inventory"] and len(bootstrap.inputs["fingerprint"]) == 16
     assert outputs["kubeconfig"].startswith("apiVersion: v1") and f"https://{FLOATING_IP}:6443" in outputs["kubeconfig"]
+
+
+def test_dynamic_providers_unpickle_in_a_separate_process(tmp_path):
+    """Pulumi pickles each dynamic provider into the state and unpickles it in its provider host, another process."""
+    import subprocess
+    import sys
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from infra.bootstrap import BootstrapProvider
+    from infra.lease import LeaseProvider
+
+    for provider in (LeaseProvider(timeout_s=5), BootstrapProvider()):
+        blob = serialize_provider(provider)
+        code = "import base64, dill, sys; p = dill.loads(base64.b64decode(sys.stdin.read())); print(type(p).__name__, p.__dict__)"
+        # cwd outside the repository: only what is installed in the virtualenv can be imported there.
+        loaded = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        assert loaded.stdout.startswith(f"{type(provider).__name__} {provider.__dict__}")
