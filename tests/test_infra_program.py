@@ -7,6 +7,7 @@ called under mocks, so the lease's outputs come from the mock (the provider has 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -66,6 +67,8 @@ class Recorder(pulumi.runtime.Mocks):
 def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
     """Run the program for a stack under mocks; the recorder and the resolved stack outputs."""
     mocks = Recorder()
+    # Pulumi's runtime runs on the thread's current event loop; earlier tests (asyncio.run) leave none.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     config = parse(stack, values or stack_values(stack))
     resolved: dict = {}
