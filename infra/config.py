@@ -27,8 +27,7 @@ class Strict(BaseModel):
 
 
 class LeaseConfig(Strict):
-    hours: int = Field(24, ge=1, le=MAX_LEASE_HOURS, description="lease length; Chameleon allows at most 7 days")
-    start: str = Field("now", pattern=r"^(now|\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", description='"now" or "YYYY-MM-DD HH:MM" (UTC)')
+    hours: int = Field(24, ge=1, le=MAX_LEASE_HOURS, description="lease length from `pulumi up`; Chameleon allows at most 7 days")
 
 
 class NodeGroup(Strict):

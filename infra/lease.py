@@ -117,8 +117,8 @@ def _end_date(start: str, hours: int) -> str:
     return (datetime.strptime(start[:16].replace("T", " "), API_DATE) + timedelta(hours=int(hours))).strftime(API_DATE)
 
 
-def wait_active(client, lease_id: str, timeout_s: float, poll_s: float = POLL_S, sleep=time.sleep, clock=time.monotonic) -> dict:
-    deadline = clock() + timeout_s
+def wait_active(client, lease_id: str, timeout_s: float, poll_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
     while True:
         lease = client.lease.get(lease_id)
         if lease["status"] == "ACTIVE":
@@ -126,10 +126,10 @@ def wait_active(client, lease_id: str, timeout_s: float, poll_s: float = POLL_S,
         if lease["status"] == "ERROR":
             failed = [r["resource_type"] for r in lease.get("reservations", []) if r.get("status") == "error"]
             raise LeaseError(f"lease {lease_id} went to ERROR (reservations in error: {', '.join(failed) or 'none reported'})")
-        if clock() >= deadline:
+        if time.monotonic() >= deadline:
             raise LeaseError(f"lease {lease_id} was still {lease['status']} after {timeout_s:g} s; "
                              "the site may be busy: try a later start or fewer nodes")
-        sleep(poll_s)
+        time.sleep(poll_s)
 
 
 class LeaseProvider(ResourceProvider):
@@ -139,16 +139,15 @@ class LeaseProvider(ResourceProvider):
 
     def create(self, props: dict) -> CreateResult:
         client = _client(props["site"])
-        start = datetime.now(UTC).strftime(API_DATE) if props["start"] == "now" else props["start"]
+        # The lease starts now: the nodes are created right after it, in its reservations.
+        now = datetime.now(UTC).strftime(API_DATE)
         try:
-            lease = client.lease.create(name=props["name"], start="now" if props["start"] == "now" else start,
-                                        end=_end_date(start, props["hours"]), events=[],
+            lease = client.lease.create(name=props["name"], start="now", end=_end_date(now, props["hours"]), events=[],
                                         reservations=[reservation_request(r) for r in props["reservations"]])
         except _failures() as e:
             raise _explain(e, f"create lease {props['name']!r}") from None
         try:
-            if props["start"] == "now":
-                lease = wait_active(client, lease["id"], self.timeout_s, self.poll_s)
+            lease = wait_active(client, lease["id"], self.timeout_s, self.poll_s)
             return CreateResult(id_=lease["id"], outs=_outputs(props, lease))
         except BaseException:
             # Nothing may keep hardware reserved for a lease Pulumi does not know about.
@@ -197,8 +196,8 @@ class Lease(Resource):
     end_date: pulumi.Output[str]
     reserved: pulumi.Output[dict]
 
-    def __init__(self, name: str, *, site: str, lease_name: str, start: str, hours: int, reservations: list,
+    def __init__(self, name: str, *, site: str, lease_name: str, hours: int, reservations: list,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"site": site, "name": lease_name, "start": start, "hours": hours, "reservations": reservations,
+        props = {"site": site, "name": lease_name, "hours": hours, "reservations": reservations,
                  "lease_id": None, "status": None, "start_date": None, "end_date": None, "reserved": None}
         super().__init__(LeaseProvider(), name, props, opts)

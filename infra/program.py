@@ -72,7 +72,7 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
 def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[str]]) -> dict[str, pulumi.Output]:
     site = SITES[config.site]
     public_network = openstack.networking.get_network_output(name=site.public_network)
-    lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}", start=config.lease.start,
+    lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}",
                   hours=config.lease.hours, reservations=reservations(config, public_network.id))
     cluster = Cluster(config.environment, config, lease, public_key)
     waits_for = [cluster.floating_ip_association, *cluster.attachments.values(), *[n for nodes in cluster.instances.values() for n in nodes]]

@@ -40,7 +40,7 @@ def test_environments_differ_as_documented():
 
 def test_every_problem_is_reported_at_once_by_key():
     values = stack_values("prod")
-    values["lease"] = {"hours": MAX_LEASE_HOURS + 1, "start": "tomorrow"}
+    values["lease"] = {"hours": MAX_LEASE_HOURS + 1, "starts": "tomorrow"}
     values["site"] = "CHI@Mars"
     values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"], "api_cidrs": ["10.0.0.0/33"]}
     values["volumes"] = [{"name": "datasets", "size_gb": 0}]
@@ -49,7 +49,7 @@ def test_every_problem_is_reported_at_once_by_key():
     message = str(caught.value)
     for expected in (
         f"{PROJECT}:lease.hours: Input should be less than or equal to 168 (got 169)",
-        f"{PROJECT}:lease.start: String should match pattern",
+        f"{PROJECT}:lease.starts: Extra inputs are not permitted",
         f"{PROJECT}:site: unknown site 'CHI@Mars'; use one of CHI@TACC, CHI@UC, KVM@TACC",
         f"{PROJECT}:access.api_cidrs: ",
         f"{PROJECT}:volumes[0].size_gb: Input should be greater than or equal to 1 (got 0)",

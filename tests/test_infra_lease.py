@@ -20,7 +20,7 @@ LEASE_ID = "aaaaaaaa-1111-2222-3333-444444444444"
 HOST_RES, FIP_RES = "bbbbbbbb-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 
 INPUTS = {
-    "site": "CHI@TACC", "name": "transformers-qa-staging", "start": "now", "hours": 72,
+    "site": "CHI@TACC", "name": "transformers-qa-staging", "hours": 72,
     "reservations": [
         {"kind": "host", "role": "gpu", "count": 1, "node_type": "gpu_rtx_6000"},
         {"kind": "floatingip", "role": "control", "count": 1, "network_id": "public-net-id"},
