@@ -1,10 +1,11 @@
 """The environment's OpenStack resources, as one ComponentResource whose children are attributes.
 
-Network (a private network, subnet and router on KVM; the site's shared network on bare metal),
-one security group (SSH and the Kubernetes API only from the allowed CIDRs, HTTP/HTTPS for the
-ingress, anything between the cluster's own nodes), a key pair, one port + instance per node placed
-in the lease's reservation, a floating IP on the control node (reserved in the lease on bare metal),
-and Cinder volumes attached to their node (KVM), protected from deletion in prod.
+Network (a private network, subnet and router on KVM; on bare metal the site's shared network, or
+with volumes the storage network reserved in the lease plus a subnet and router), one security group
+(SSH and the Kubernetes API only from the allowed CIDRs, HTTP/HTTPS for the ingress, anything between
+the cluster's own nodes), a key pair, one port + instance per node placed in the lease's reservation,
+a floating IP on the control node (reserved in the lease on bare metal), and the persistent data:
+Cinder volumes attached to their node on KVM, Manila NFS shares on bare metal, protected in prod.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Cluster(pulumi.ComponentResource):
         tags = tag_list(config)
 
         public_network = openstack.networking.get_network_output(name=site.public_network, opts=pulumi.InvokeOutputOptions(parent=self))
-        self.network_id, network_ready = self._network(name, config, public_network, tags, child)
+        self.network_id, network_ready = self._network(name, config, lease, public_network, tags, child)
         self.security_group = self._security_group(name, config, tags, child)
         self.key_pair = openstack.compute.Keypair(f"{name}-key", name=config.access.key_name, public_key=public_key, opts=child)
 
@@ -52,25 +53,39 @@ class Cluster(pulumi.ComponentResource):
         self.control = self.instances["control"][0]
 
         self.floating_ip = self._floating_ip(name, site.bare_metal, lease, tags, child)
-        self.volumes = self._volumes(name, config, child)
+        # name -> {device, fstype} for the volumes role; `storage` lists what the bootstrap must wait for.
+        self.mounts: dict[str, pulumi.Output[dict]] = {}
+        self.storage: list[pulumi.Resource] = []
+        if site.storage == "cinder":
+            self._cinder_volumes(name, config, child)
+        else:
+            self._manila_shares(name, config)
 
         self.register_outputs({
             "floating_ip": self.floating_ip,
             "nodes": {role: [i.access_ip_v4 for i in nodes] for role, nodes in self.instances.items()},
         })
 
-    def _network(self, name, config: StackConfig, public_network, tags, child):
+    def _network(self, name, config: StackConfig, lease: Lease, public_network, tags, child):
         """(network id, resources the instances must wait for)."""
-        if not config.network.create:
-            shared = openstack.networking.get_network_output(name=config.network.name, opts=pulumi.InvokeOutputOptions(parent=self))
-            return shared.id, []
-        self.network = openstack.networking.Network(f"{name}-net", name=config.network.name, tags=tags, opts=child)
+        if config.storage_network:
+            # Blazar creates this network when the lease starts; the lookup waits for the lease's outputs.
+            reserved_name = lease.reserved.apply(lambda _: config.storage_network_name)
+            network_id = openstack.networking.get_network_output(name=reserved_name, opts=pulumi.InvokeOutputOptions(parent=self)).id
+            return network_id, self._subnet_and_router(name, config, network_id, public_network, tags, child)
+        if config.network.create:
+            self.network = openstack.networking.Network(f"{name}-net", name=config.network.name, tags=tags, opts=child)
+            return self.network.id, self._subnet_and_router(name, config, self.network.id, public_network, tags, child)
+        shared = openstack.networking.get_network_output(name=config.network.name, opts=pulumi.InvokeOutputOptions(parent=self))
+        return shared.id, []
+
+    def _subnet_and_router(self, name, config: StackConfig, network_id, public_network, tags, child) -> list[pulumi.Resource]:
         self.subnet = openstack.networking.Subnet(
-            f"{name}-subnet", network_id=self.network.id, cidr=config.network.cidr, ip_version=4,
+            f"{name}-subnet", network_id=network_id, cidr=config.network.cidr, ip_version=4,
             dns_nameservers=["8.8.8.8", "1.1.1.1"], tags=tags, opts=child)
         self.router = openstack.networking.Router(f"{name}-router", external_network_id=public_network.id, tags=tags, opts=child)
         interface = openstack.networking.RouterInterface(f"{name}-router-if", router_id=self.router.id, subnet_id=self.subnet.id, opts=child)
-        return self.network.id, [self.subnet, interface]
+        return [self.subnet, interface]
 
     def _security_group(self, name, config: StackConfig, tags, child) -> openstack.networking.SecGroup:
         group = openstack.networking.SecGroup(f"{name}-sg", description=f"{PROJECT} {config.environment}: nodes", tags=tags, opts=child)
@@ -122,16 +137,24 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.control]))
         return address
 
-    def _volumes(self, name, config: StackConfig, child) -> dict[str, openstack.blockstorage.Volume]:
-        volumes = {}
-        self.attachments: dict[str, openstack.compute.VolumeAttach] = {}
+    def _data_options(self) -> pulumi.ResourceOptions:
+        # Protected in prod: `pulumi destroy` and replacements stop instead of deleting data.
+        return pulumi.ResourceOptions(parent=self, protect=self.config.protect_data, retain_on_delete=self.config.protect_data)
+
+    def _cinder_volumes(self, name, config: StackConfig, child) -> None:
         for volume in config.volumes:
-            # Protected in prod: `pulumi destroy` and replacements stop instead of deleting data.
             created = openstack.blockstorage.Volume(
                 f"{name}-{volume.name}", name=f"{name}-{volume.name}", size=volume.size_gb, metadata=labels(config),
-                description=f"{PROJECT} {config.environment}: {volume.name}",
-                opts=pulumi.ResourceOptions(parent=self, protect=config.protect_data, retain_on_delete=config.protect_data))
-            self.attachments[volume.name] = openstack.compute.VolumeAttach(
-                f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id, volume_id=created.id, opts=child)
-            volumes[volume.name] = created
-        return volumes
+                description=f"{PROJECT} {config.environment}: {volume.name}", opts=self._data_options())
+            attach = openstack.compute.VolumeAttach(f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id,
+                                                    volume_id=created.id, opts=child)
+            self.mounts[volume.name] = attach.device.apply(lambda device: {"device": device, "fstype": "ext4"})
+            self.storage += [created, attach]
+
+    def _manila_shares(self, name, config: StackConfig) -> None:
+        for volume in config.volumes:
+            share = openstack.sharedfilesystem.Share(
+                f"{name}-{volume.name}", name=f"{name}-{volume.name}", share_proto="NFS", size=volume.size_gb,
+                metadata=labels(config), description=f"{PROJECT} {config.environment}: {volume.name}", opts=self._data_options())
+            self.mounts[volume.name] = share.export_locations.apply(lambda places: {"device": places[0]["path"], "fstype": "nfs"})
+            self.storage.append(share)

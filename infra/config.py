@@ -41,12 +41,15 @@ class NodeGroup(Strict):
 
 
 class VolumeConfig(Strict):
+    """Persistent data: a Cinder volume on KVM, a Manila NFS share on bare metal (see sites.Site.storage)."""
+
     name: Literal["mlflow-db", "artifacts", "datasets"]
     size_gb: int = Field(ge=1, le=2000)
     role: Role = "control"  # the node it is attached to (the first of that role)
 
 
 class NetworkConfig(Strict):
+    # On bare metal with volumes, nodes go on the storage network reserved in the lease (its subnet uses `cidr`).
     create: bool = Field(False, description="make a private network + router (KVM); bare metal uses the shared network")
     name: str = "sharednet1"
     cidr: str = "192.168.50.0/24"
@@ -111,8 +114,6 @@ class StackConfig(Strict):
             problems.append("node_groups: exactly one group must have role 'control' (it runs the Kubernetes server)")
         elif next(g for g in self.node_groups if g.role == "control").count != 1:
             problems.append("node_groups: the control group must have count 1")
-        if self.volumes and not site.block_storage:
-            problems.append(f"volumes: {self.site} has no block storage (Cinder is KVM@TACC only); remove them or use KVM@TACC")
         roles = {g.role for g in self.node_groups}
         problems += [f"volumes: {v.name} is attached to role {v.role!r}, which no node group has" for v in self.volumes if v.role not in roles]
         if self.environment != "dev":
@@ -126,6 +127,15 @@ class StackConfig(Strict):
     @property
     def gpu(self) -> bool:
         return any(g.role == "gpu" for g in self.node_groups)
+
+    @property
+    def storage_network(self) -> bool:
+        """Bare metal with shares: the nodes must sit on a reserved storage network to mount them."""
+        return bool(self.volumes) and SITES[self.site].bare_metal
+
+    @property
+    def storage_network_name(self) -> str:
+        return f"{PROJECT}-{self.environment}-storage"
 
     @property
     def protect_data(self) -> bool:

@@ -7,7 +7,9 @@ resource. It reserves everything the environment needs in one lease:
   scheduler hint ``reservation=<reservation id>``;
 - ``flavor``: KVM instances of a flavor (KVM@TACC); Blazar makes a private flavor whose id is the
   reservation's ``flavor_id``, which the instances must be launched with;
-- ``floatingip``: public addresses, which Chameleon creates tagged ``reservation:<reservation id>``.
+- ``floatingip``: public addresses, which Chameleon creates tagged ``reservation:<reservation id>``;
+- ``network``: a storage network (VLAN) that Blazar creates under ``network_name`` when the lease
+  starts; bare-metal nodes on it can mount the project's Manila shares.
 
 create waits for ACTIVE and deletes the lease if it never gets there (no orphan lease keeps the
 hardware); update only moves the end date (prolonging; Chameleon allows it in the lease's last 48 h);
@@ -31,6 +33,8 @@ ACTIVE_TIMEOUT_S = 1200  # bare-metal leases take a few minutes to start; a busy
 POLL_S = 10.0
 # Inputs whose change means a different reservation: a new lease. `hours` is updated in place.
 REPLACE_ON = ("site", "name", "reservations")
+# A VLAN on the site's physical network, of the kind whose nodes may mount the project's shares.
+STORAGE_NETWORK = '["and", ["==", "$physical_network", "physnet1"], ["==", "$usage_type", "storage"]]'
 REQUIRED_ENV = ("OS_AUTH_URL", "OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_SECRET")
 
 
@@ -39,7 +43,7 @@ class LeaseError(Exception):
 
 
 def reservation_request(reservation: dict) -> dict:
-    """Blazar's request body for one of our reservations ({kind, role, count, node_type|flavor_id|network_id})."""
+    """Blazar's request body for one of our reservations ({kind, role, count, node_type|flavor_id|network_id|network_name})."""
     kind, count = reservation["kind"], int(reservation["count"])
     if kind == "host":
         return {"resource_type": "physical:host", "min": count, "max": count, "hypervisor_properties": "",
@@ -48,6 +52,9 @@ def reservation_request(reservation: dict) -> dict:
         return {"resource_type": "flavor:instance", "flavor_id": reservation["flavor_id"], "amount": count, "affinity": None}
     if kind == "floatingip":
         return {"resource_type": "virtual:floatingip", "network_id": reservation["network_id"], "amount": count}
+    if kind == "network":
+        return {"resource_type": "network", "network_name": reservation["network_name"], "network_description": "",
+                "resource_properties": STORAGE_NETWORK, "network_properties": ""}
     raise LeaseError(f"unknown reservation kind {kind!r}")
 
 
@@ -59,6 +66,8 @@ def _matches(request: dict, reserved: dict) -> bool:
     if request["resource_type"] == "flavor:instance":
         # Blazar replaces flavor_id with its private flavor; the source flavor is kept in resource_properties.
         return request["flavor_id"] in str(reserved.get("resource_properties", ""))
+    if request["resource_type"] == "network":
+        return request["network_name"] == reserved.get("network_name")
     return request.get("network_id") == reserved.get("network_id")
 
 

@@ -13,7 +13,8 @@ from infra.sites import SITES
 
 
 def reservations(config: StackConfig, public_network_id: pulumi.Output[str]) -> list[dict]:
-    """One reservation per node group (hosts by node type, or a KVM flavor), plus the control node's floating IP on bare metal."""
+    """One reservation per node group (hosts by node type, or a KVM flavor); on bare metal, the control node's
+    floating IP and (with volumes) the storage network the shares are mounted over."""
     wanted: list[dict] = []
     for group in config.node_groups:
         if group.node_type:
@@ -23,6 +24,8 @@ def reservations(config: StackConfig, public_network_id: pulumi.Output[str]) -> 
             wanted.append({"kind": "flavor", "role": group.role, "count": group.count, "flavor_id": flavor_id})
     if SITES[config.site].bare_metal:
         wanted.append({"kind": "floatingip", "role": "control", "count": 1, "network_id": public_network_id})
+    if config.storage_network:
+        wanted.append({"kind": "network", "role": "storage", "count": 1, "network_name": config.storage_network_name})
     return wanted
 
 
@@ -51,13 +54,13 @@ def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Outpu
 
 def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
     """What the playbooks need (infra/ansible/roles/*/defaults name them); secrets stay Pulumi secrets."""
-    devices = pulumi.Output.all(**{name: attach.device for name, attach in cluster.attachments.items()}) if cluster.attachments else {}
-    return pulumi.Output.all(fip=cluster.floating_ip, devices=devices, secrets=pulumi.Output.all(**secrets)).apply(
+    mounts = pulumi.Output.all(**cluster.mounts) if cluster.mounts else {}
+    return pulumi.Output.all(fip=cluster.floating_ip, mounts=mounts, secrets=pulumi.Output.all(**secrets)).apply(
         lambda a: {
             "k3s_server_version": config.bootstrap.k3s_version,
             "k3s_agent_version": config.bootstrap.k3s_version,
             "k3s_server_public_ip": a["fip"],
-            "volumes_list": [{"name": name, "device": device} for name, device in a["devices"].items()],
+            "volumes_list": [{"name": name, **mount} for name, mount in a["mounts"].items()],
             "argocd_version": config.bootstrap.argocd_version,
             "argocd_environment": config.environment,
             "argocd_repo_url": config.bootstrap.repo_url,
@@ -75,7 +78,7 @@ def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[
     lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}",
                   hours=config.lease.hours, reservations=reservations(config, public_network.id))
     cluster = Cluster(config.environment, config, lease, public_key)
-    waits_for = [cluster.floating_ip_association, *cluster.attachments.values(), *[n for nodes in cluster.instances.values() for n in nodes]]
+    waits_for = [cluster.floating_ip_association, *cluster.storage, *[n for nodes in cluster.instances.values() for n in nodes]]
     bootstrap = Bootstrap("bootstrap", inventory=inventory(cluster, cluster.floating_ip), floating_ip=cluster.floating_ip,
                           extravars=bootstrap_vars(config, cluster, secrets), opts=pulumi.ResourceOptions(depends_on=waits_for))
     return {

@@ -10,9 +10,12 @@ class Site:
     name: str
     auth_url: str  # Keystone v3 of the site (OS_AUTH_URL)
     bare_metal: bool  # CHI sites: hosts reserved by node type, flavor `baremetal`; KVM: reserved flavors
-    # Cinder volumes: KVM only. Chameleon's bare-metal sites have no block storage (their persistent
-    # storage is Manila shares on a reserved storage network, or the object store).
-    block_storage: bool = False
+
+    @property
+    def storage(self) -> str:
+        """How data outlives nodes: Cinder volumes on KVM; on bare metal (no Cinder), Manila NFS shares,
+        reachable from nodes on a storage network reserved in the lease."""
+        return "manila" if self.bare_metal else "cinder"
     public_network: str = "public"  # floating IP pool
     shared_network: str = "sharednet1"  # the network bare-metal nodes attach to
 
@@ -26,6 +29,6 @@ SITES = {
     for s in (
         Site("CHI@TACC", "https://chi.tacc.chameleoncloud.org:5000/v3", bare_metal=True),
         Site("CHI@UC", "https://chi.uc.chameleoncloud.org:5000/v3", bare_metal=True),
-        Site("KVM@TACC", "https://kvm.tacc.chameleoncloud.org:5000/v3", bare_metal=False, block_storage=True),
+        Site("KVM@TACC", "https://kvm.tacc.chameleoncloud.org:5000/v3", bare_metal=False),
     )
 }

@@ -53,7 +53,7 @@ def test_volumes_role_formats_once_mounts_and_never_wipes(tmp_path: Path):
     subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
     device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
     root, fstab = tmp_path / "srv", tmp_path / "fstab"
-    extravars = {"volumes_list": [{"name": "mlflow-db", "device": device}], "volumes_root": str(root), "volumes_fstab": str(fstab)}
+    extravars = {"volumes_list": [{"name": "mlflow-db", "device": device, "fstype": "ext4"}], "volumes_root": str(root), "volumes_fstab": str(fstab)}
     mountpoint = root / "mlflow-db"
     try:
         first = run_role(tmp_path, "volumes", extravars)

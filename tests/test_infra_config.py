@@ -35,7 +35,9 @@ def test_environments_differ_as_documented():
         assert any(g.role == "gpu" and g.node_type.startswith("gpu_") for g in config.node_groups)
         assert all(not c.endswith("/0") for c in config.access.ssh_cidrs + config.access.api_cidrs)
     assert prod.protect_data and not staging.protect_data
-    assert {v.name for v in dev.volumes} == {"mlflow-db", "artifacts"} and not prod.volumes and not staging.volumes
+    assert {v.name for v in dev.volumes} == {"mlflow-db", "artifacts"}
+    assert {v.name for v in prod.volumes} == {v.name for v in staging.volumes} == {"mlflow-db", "artifacts", "datasets"}
+    assert prod.storage_network and staging.storage_network and not dev.storage_network
 
 
 def test_every_problem_is_reported_at_once_by_key():
@@ -70,7 +72,7 @@ def test_cross_field_rules():
     assert "a gpu group needs a gpu_* node_type" in message
     assert "exactly one group must have role 'control'" in message
     assert "access.ssh_cidrs: prod must not open it to the whole internet" in message
-    assert "volumes: CHI@UC has no block storage (Cinder is KVM@TACC only)" in message
+    assert "volumes: datasets is attached to role 'control', which no node group has" in message
 
     dev = stack_values("dev")
     dev["node_groups"] = [{"role": "control", "node_type": "compute_skylake"}]

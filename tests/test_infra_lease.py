@@ -204,3 +204,22 @@ def test_diff_replaces_only_when_the_reservations_change():
     diff = provider.diff(LEASE_ID, dict(INPUTS), more_gpus)
     assert diff.changes and diff.replaces == ["reservations"] and diff.delete_before_replace
     assert provider.diff(LEASE_ID, dict(INPUTS), {**INPUTS, "site": "CHI@UC"}).replaces == ["site"]
+
+
+def test_storage_network_reservation_request_and_output(api):
+    inputs = {**INPUTS, "reservations": [{"kind": "network", "role": "storage", "count": 1, "network_name": "transformers-qa-prod-storage"}]}
+    body = lease("ACTIVE", "active")
+    body["lease"]["reservations"] = [{
+        "id": "dddddddd-0000-0000-0000-000000000004", "status": "active", "resource_type": "network",
+        "network_name": "transformers-qa-prod-storage", "network_description": "", "network_id": "net-uuid",
+        "resource_properties": '["and", ["==", "$physical_network", "physnet1"], ["==", "$usage_type", "storage"]]'}]
+    api.add(responses.POST, f"{BLAZAR}/leases", json=body, status=201)
+    api.add(responses.GET, f"{BLAZAR}/leases/{LEASE_ID}", json=body)
+
+    result = LeaseProvider(timeout_s=60, poll_s=0).create(inputs)
+
+    sent = json.loads(_calls(api, "POST", f"{BLAZAR}/leases")[0].request.body)["reservations"]
+    assert sent == [{"resource_type": "network", "network_name": "transformers-qa-prod-storage", "network_description": "",
+                     "resource_properties": '["and", ["==", "$physical_network", "physnet1"], ["==", "$usage_type", "storage"]]',
+                     "network_properties": ""}]
+    assert result.outs["reserved"] == {"network:storage": {"id": "dddddddd-0000-0000-0000-000000000004", "flavor_id": ""}}

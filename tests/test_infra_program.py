@@ -42,6 +42,8 @@ class Recorder(pulumi.runtime.Mocks):
             outputs["access_ip_v4"] = f"10.0.0.{len(self.of('openstack:compute/instance:Instance')) + 10}"
         if args.typ == "openstack:networking/floatingIp:FloatingIp":
             outputs["address"] = FLOATING_IP
+        if args.typ == "openstack:sharedfilesystem/share:Share":
+            outputs["export_locations"] = [{"path": f"10.140.81.110:6789:/volumes/_nogroup/{args.name}", "preferred": True}]
         if args.typ == "openstack:compute/volumeAttach:VolumeAttach":
             outputs["device"] = f"/dev/vd{'bcdefg'[len(self.of(args.typ)) - 1]}"
         return f"{args.name}-id", outputs
@@ -103,7 +105,9 @@ def test_nodes_are_placed_in_the_lease(stack: str):
         assert instance.inputs["keyPair"] == config.access.key_name
     kinds = Counter(r["kind"] for r in lease.inputs["reservations"])
     if config.site.startswith("CHI@"):
-        assert kinds == Counter({"host": len(config.node_groups), "floatingip": 1})
+        assert kinds == Counter({"host": len(config.node_groups), "floatingip": 1, "network": 1})
+        (storage,) = [r for r in lease.inputs["reservations"] if r["kind"] == "network"]
+        assert storage["network_name"] == f"{PROJECT}-{stack}-storage"
         host = {r["role"]: r["node_type"] for r in lease.inputs["reservations"] if r["kind"] == "host"}
         assert host == {g.role: g.node_type for g in config.node_groups}
     else:
@@ -135,12 +139,15 @@ def test_network_and_security_rules(stack: str):
     mocks, _ = run(stack)
     config = parse(stack, stack_values(stack))
     networks = mocks.of("openstack:networking/network:Network")
-    if config.network.create:
-        assert len(networks) == 1 and len(mocks.of("openstack:networking/routerInterface:RouterInterface")) == 1
-        (router,) = mocks.of("openstack:networking/router:Router")
-        assert router.inputs["externalNetworkId"] == "net-public"
-    else:
-        assert not networks and any(c.args.get("name") == "sharednet1" for c in mocks.calls)
+    (router,) = mocks.of("openstack:networking/router:Router")
+    (subnet,) = mocks.of("openstack:networking/subnet:Subnet")
+    assert router.inputs["externalNetworkId"] == "net-public" and subnet.inputs["cidr"] == config.network.cidr
+    assert len(mocks.of("openstack:networking/routerInterface:RouterInterface")) == 1
+    if config.network.create:  # KVM: our own network
+        assert len(networks) == 1 and subnet.inputs["networkId"] == f"{stack}-net-id"
+    else:  # bare metal with shares: the storage network Blazar made for the lease
+        assert not networks and subnet.inputs["networkId"] == f"net-{PROJECT}-{stack}-storage"
+        assert all(p.inputs["networkId"] == f"net-{PROJECT}-{stack}-storage" for p in mocks.of("openstack:networking/port:Port"))
     rules = mocks.of("openstack:networking/secGroupRule:SecGroupRule")
     assert rules
     opened = {(r.inputs.get("portRangeMin"), r.inputs.get("remoteIpPrefix")) for r in rules if "remoteIpPrefix" in r.inputs}
@@ -164,9 +171,8 @@ def test_dev_volumes_are_attached_to_the_control_node():
         ("dev-control-0-id", "dev-mlflow-db-id"), ("dev-control-0-id", "dev-artifacts-id")}
 
 
-def test_prod_style_volumes_are_protected(monkeypatch):
-    # Prod runs on bare metal (no Cinder); check protection with a prod stack on KVM.
-    values = {**stack_values("dev"), "access": {**stack_values("dev")["access"], "ssh_cidrs": ["10.0.0.0/8"], "api_cidrs": ["10.0.0.0/8"]}}
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_bare_metal_data_lives_on_manila_shares_protected_in_prod(stack: str, monkeypatch):
     captured: list = []
     real = pulumi.ResourceOptions.__init__
 
@@ -175,10 +181,17 @@ def test_prod_style_volumes_are_protected(monkeypatch):
         captured.append(self)
 
     monkeypatch.setattr(pulumi.ResourceOptions, "__init__", spy)
-    mocks, _ = run("prod", values)
-    assert len(mocks.of("openstack:blockstorage/volume:Volume")) == 2
+    mocks, _ = run(stack)
+    config = parse(stack, stack_values(stack))
+    shares = {s.name: s for s in mocks.of("openstack:sharedfilesystem/share:Share")}
+    assert {name: (s.inputs["shareProto"], s.inputs["size"]) for name, s in shares.items()} == {
+        f"{stack}-{v.name}": ("NFS", v.size_gb) for v in config.volumes}
+    assert not mocks.of("openstack:blockstorage/volume:Volume")
+    mounts = mocks.dynamic("bootstrap").inputs["extravars"]["volumes_list"]
+    assert mounts[0] == {"name": "mlflow-db", "device": f"10.140.81.110:6789:/volumes/_nogroup/{stack}-mlflow-db", "fstype": "nfs"}
     protected = [o for o in captured if o.protect]
-    assert len(protected) == 2 and all(o.retain_on_delete for o in protected)
+    assert len(protected) == (len(config.volumes) if stack == "prod" else 0)
+    assert all(o.retain_on_delete for o in protected)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -210,7 +223,8 @@ def test_bootstrap_runs_after_the_nodes_with_the_stack_settings(stack: str):
     assert extravars["k3s_server_version"] == config.bootstrap.k3s_version and extravars["k3s_server_public_ip"] == FLOATING_IP
     assert extravars["argocd_version"] == config.bootstrap.argocd_version and extravars["argocd_environment"] == stack
     assert extravars["argocd_secrets"]["postgres"] == {"password": "db-secret-value"}
-    assert extravars["volumes_list"] == [{"name": f"{v.name}", "device": f"/dev/vd{'bcdefg'[i]}"} for i, v in enumerate(config.volumes)]
+    kvm = [{"name": v.name, "device": f"/dev/vd{'bcdefg'[i]}", "fstype": "ext4"} for i, v in enumerate(config.volumes)]
+    assert extravars["volumes_list"] == kvm if stack == "dev" else [m["fstype"] for m in extravars["volumes_list"]] == ["nfs"] * 3
     assert bootstrap.inputs["inventory"] == outputs["ansible_inventory"] and len(bootstrap.inputs["fingerprint"]) == 16
     assert outputs["kubeconfig"].startswith("apiVersion: v1") and f"https://{FLOATING_IP}:6443" in outputs["kubeconfig"]
 
