@@ -52,6 +52,11 @@ def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Outpu
     return pulumi.Output.all(floating_ip, *[a for nodes in hosts.values() for a in nodes]).apply(render)
 
 
+def public_host(floating_ip: str) -> str:
+    """A DNS name for the floating IP without owning a domain (nip.io resolves a.b.c.d.nip.io to a.b.c.d)."""
+    return f"{floating_ip}.nip.io"
+
+
 def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
     """What the playbooks need (infra/ansible/roles/*/defaults name them); secrets stay Pulumi secrets."""
     mounts = pulumi.Output.all(**cluster.mounts) if cluster.mounts else {}
@@ -64,6 +69,7 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
             "argocd_version": config.bootstrap.argocd_version,
             "argocd_environment": config.environment,
             "argocd_repo_url": config.bootstrap.repo_url,
+            "argocd_public_host": public_host(a["fip"]),
             "argocd_revision": config.bootstrap.revision,
             "argocd_secrets": {
                 "postgres": {"password": a["secrets"]["db_password"]},
@@ -88,6 +94,5 @@ def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[
         "ssh": cluster.floating_ip.apply(lambda ip: f"ssh cc@{ip}"),
         "ansible_inventory": inventory(cluster, cluster.floating_ip),
         "kubeconfig": pulumi.Output.secret(bootstrap.kubeconfig),
-        "argocd": "pulumi stack output kubeconfig --show-secrets > kubeconfig && "
-                  "KUBECONFIG=kubeconfig kubectl -n argocd port-forward svc/argocd-server 8443:443  # then https://127.0.0.1:8443",
+        "argocd_url": cluster.floating_ip.apply(lambda ip: f"https://argocd.{public_host(ip)}"),
     }

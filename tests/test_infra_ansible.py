@@ -78,7 +78,11 @@ def test_k3s_and_argocd_configuration_render(tmp_path: Path):
     assert oct((tmp_path / "k3s" / "config.yaml").stat().st_mode & 0o777) == "0o600"
 
     run_role(tmp_path, "argocd", {"argocd_manifest_dir": str(tmp_path / "argocd"), "argocd_environment": "staging",
-                                  "argocd_repo_url": "https://github.com/acme/qa.git", "argocd_revision": "v1.2.0"}, tags="config")
+                                  "argocd_repo_url": "https://github.com/acme/qa.git", "argocd_revision": "v1.2.0",
+                                  "argocd_public_host": "129.114.108.10.nip.io"}, tags="config")
+    ingress = yaml.safe_load((tmp_path / "argocd" / "argocd-ingress.yaml").read_text())
+    assert ingress["spec"]["rules"][0]["host"] == "argocd.129.114.108.10.nip.io"
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {"name": "argocd-server", "port": {"name": "http"}}
     app = yaml.safe_load((tmp_path / "argocd" / "root-staging.yaml").read_text())
     assert app["kind"] == "Application" and app["metadata"]["name"] == "root-staging"
     assert app["spec"]["source"] == {"repoURL": "https://github.com/acme/qa.git", "targetRevision": "v1.2.0", "path": "gitops/envs/staging"}

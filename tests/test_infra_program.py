@@ -223,6 +223,7 @@ def test_bootstrap_runs_after_the_nodes_with_the_stack_settings(stack: str):
     assert extravars["k3s_server_version"] == config.bootstrap.k3s_version and extravars["k3s_server_public_ip"] == FLOATING_IP
     assert extravars["argocd_version"] == config.bootstrap.argocd_version and extravars["argocd_environment"] == stack
     assert extravars["argocd_secrets"]["postgres"] == {"password": "db-secret-value"}
+    assert extravars["argocd_public_host"] == f"{FLOATING_IP}.nip.io" and outputs["argocd_url"] == f"https://argocd.{FLOATING_IP}.nip.io"
     kvm = [{"name": v.name, "device": f"/dev/vd{'bcdefg'[i]}", "fstype": "ext4"} for i, v in enumerate(config.volumes)]
     assert extravars["volumes_list"] == kvm if stack == "dev" else [m["fstype"] for m in extravars["volumes_list"]] == ["nfs"] * 3
     assert bootstrap.inputs["inventory"] == outputs["ansible_inventory"] and len(bootstrap.inputs["fingerprint"]) == 16
