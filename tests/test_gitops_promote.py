@@ -1,0 +1,141 @@
+"""Promotion and rollback with real git: a bare remote, clones, commits, reverts, pushes, and the rendered result."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops import registry, tracking
+from mlops.errors import MlopsError
+from mlops.gitops.layout import read_model_version
+from mlops.gitops.promote import promote, rollback
+from mlops.gitops.render import render
+from mlops.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "transformers-qa"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def clone(remote: Path, path: Path) -> Path:
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(path)], check=True)
+    git(path, "config", "user.email", "ci@example.org")
+    git(path, "config", "user.name", "CI")
+    return path
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare remote holding this repository's gitops/ tree (charts and environments) on main."""
+    seed = tmp_path / "seed"
+    shutil.copytree(ROOT / "gitops", seed / "gitops")
+    git(seed.parent, "init", "--quiet", "-b", "main", str(seed))
+    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "add", ".")
+    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(bare)], check=True)
+    return bare
+
+
+@pytest.fixture
+def settings(mlops_home: Path) -> Settings:
+    """A registry with versions 1-3 that passed the gate and version 4 that failed it."""
+    settings = Settings.from_env()
+    client = tracking.configure(settings)
+    client.create_registered_model(NAME)
+    for number in range(1, 5):
+        run = client.create_run(client.create_experiment(f"e{number}"))
+        client.set_tag(run.info.run_id, tracking.TAG_GATE, "passed" if number < 4 else "failed")
+        client.create_model_version(NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
+                                    tags={"dataset_hash": "abc", "test_mrr": f"0.9{number}"})
+    return settings
+
+
+def alias(settings: Settings, env: str) -> str:
+    return str(registry.by_alias(tracking.configure(settings), NAME, env).version)
+
+
+def test_promote_then_rollback_restores_the_exact_render(remote: Path, tmp_path: Path, settings: Settings):
+    work = clone(remote, tmp_path / "work")
+    before = render(work, "staging")
+
+    promote(settings, "staging", "2", repo_path=work, echo=lambda *_: None)
+    assert read_model_version(work, "staging") == "2" and alias(settings, "staging") == "2"
+    changed = git(work, "show", "--name-only", "--format=%s%n%b", "HEAD")
+    assert changed.startswith("promote(staging): transformers-qa version 2 (was 1)")
+    assert "test_mrr=0.92" in changed and changed.strip().endswith("gitops/envs/staging/values/model.yaml")
+    promoted = render(work, "staging")
+    assert promoted != before and 'transformers-qa/model-version: "2"' in promoted
+
+    rollback(settings, "staging", repo_path=work, echo=lambda *_: None)
+    assert render(work, "staging") == before
+    assert alias(settings, "staging") == "1"
+    assert git(work, "log", "-1", "--format=%s").startswith('Revert "promote(staging)')
+    assert git(remote, "rev-parse", "main") == git(work, "rev-parse", "HEAD")  # pushed, not force-pushed
+    assert int(git(work, "rev-list", "--count", "HEAD")) == 3  # seed, promotion, revert: history kept
+
+
+def test_two_promotions_then_rollbacks_walk_back_one_at_a_time(remote: Path, tmp_path: Path, settings: Settings):
+    work = clone(remote, tmp_path / "work")
+    original = render(work, "prod")
+    promote(settings, "prod", "2", repo_path=work, echo=lambda *_: None)
+    first = render(work, "prod")
+    promote(settings, "prod", "3", repo_path=work, echo=lambda *_: None)
+
+    rollback(settings, "prod", repo_path=work, echo=lambda *_: None)
+    assert render(work, "prod") == first and alias(settings, "prod") == "2"
+    rollback(settings, "prod", repo_path=work, echo=lambda *_: None)
+    assert render(work, "prod") == original and alias(settings, "prod") == "1"
+    with pytest.raises(MlopsError, match="nothing to roll back in prod"):
+        rollback(settings, "prod", repo_path=work, echo=lambda *_: None)
+
+
+def test_concurrent_promotions_to_different_environments_both_land(remote: Path, tmp_path: Path, settings: Settings):
+    first, second = clone(remote, tmp_path / "a"), clone(remote, tmp_path / "b")
+    promote(settings, "staging", "3", repo_path=first, echo=lambda *_: None)
+    promote(settings, "prod", "2", repo_path=second, echo=lambda *_: None)  # behind the remote: rebases, then pushes
+    final = clone(remote, tmp_path / "final")
+    assert (read_model_version(final, "staging"), read_model_version(final, "prod")) == ("3", "2")
+    subjects = git(final, "log", "--format=%s").splitlines()
+    assert subjects[:2] == ["promote(prod): transformers-qa version 2 (was 1)", "promote(staging): transformers-qa version 3 (was 1)"]
+
+
+def test_promote_from_another_environment(remote: Path, tmp_path: Path, settings: Settings):
+    work = clone(remote, tmp_path / "work")
+    promote(settings, "staging", "3", repo_path=work, echo=lambda *_: None)
+    promote(settings, "prod", from_env="staging", repo_path=work, echo=lambda *_: None)
+    assert read_model_version(work, "prod") == "3"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"version": "9"}, "has no version '9'; known versions: 1, 2, 3, 4"),
+    ({"version": "4"}, "version 4 of 'transformers-qa' did not pass its quality gate"),
+    ({"version": "1"}, "staging already runs version 1; nothing to promote"),
+    ({}, "give exactly one of --version N or --from ENV"),
+    ({"version": "2", "from_env": "dev"}, "give exactly one of --version N or --from ENV"),
+])
+def test_promotions_that_are_refused_change_nothing(remote: Path, tmp_path: Path, settings: Settings, kwargs: dict, message: str):
+    work = clone(remote, tmp_path / "work")
+    head = git(work, "rev-parse", "HEAD")
+    with pytest.raises(MlopsError, match=message):
+        promote(settings, "staging", repo_path=work, echo=lambda *_: None, **kwargs)
+    assert git(work, "rev-parse", "HEAD") == head and git(work, "status", "--porcelain") == ""
+
+
+def test_dirty_tree_and_unknown_environment_are_refused(remote: Path, tmp_path: Path, settings: Settings):
+    work = clone(remote, tmp_path / "work")
+    with pytest.raises(MlopsError, match="unknown environment 'qa'"):
+        promote(settings, "qa", "2", repo_path=work, echo=lambda *_: None)
+    (work / "gitops" / "envs" / "dev" / "values" / "service.yaml").write_text("edited: true\n")
+    with pytest.raises(MlopsError, match=r"uncommitted changes \(M gitops/envs/dev/values/service.yaml\); commit or stash"):
+        promote(settings, "dev", "2", repo_path=work, echo=lambda *_: None)
+    with pytest.raises(MlopsError, match="uncommitted changes"):
+        rollback(settings, "dev", repo_path=work, echo=lambda *_: None)
+    with pytest.raises(MlopsError, match="is not inside a git repository"):
+        promote(settings, "dev", "2", repo_path=tmp_path, echo=lambda *_: None)
