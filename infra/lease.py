@@ -35,7 +35,7 @@ POLL_S = 10.0
 REPLACE_ON = ("site", "name", "reservations")
 # A VLAN on the site's physical network, of the kind whose nodes may mount the project's shares.
 STORAGE_NETWORK = '["and", ["==", "$physical_network", "physnet1"], ["==", "$usage_type", "storage"]]'
-REQUIRED_ENV = ("OS_AUTH_URL", "OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_SECRET")
+REQUIRED_ENV = ("OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_SECRET")
 
 
 class LeaseError(Exception):
@@ -81,11 +81,11 @@ def _client(site: str):
     if missing:
         raise LeaseError(f"missing {', '.join(missing)}: source the application-credential openrc of your Chameleon "
                          f"project for {site} (it must be unrestricted to create leases)")
-    auth = v3.ApplicationCredential(auth_url=os.environ["OS_AUTH_URL"],
+    auth = v3.ApplicationCredential(auth_url=os.environ.get("OS_AUTH_URL", SITES[site].auth_url),
                                     application_credential_id=os.environ["OS_APPLICATION_CREDENTIAL_ID"],
                                     application_credential_secret=os.environ["OS_APPLICATION_CREDENTIAL_SECRET"])
     return blazar_client.Client(1, session=session.Session(auth=auth), service_type="reservation",
-                                region_name=os.environ.get("OS_REGION_NAME", SITES[site].region))
+                                region_name=os.environ.get("OS_REGION_NAME", site))  # Chameleon: region = site name
 
 
 def _failures() -> tuple[type[Exception], ...]:

@@ -8,20 +8,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Site:
     name: str
-    auth_url: str  # Keystone v3 of the site (OS_AUTH_URL)
+    auth_url: str  # Keystone v3 of the site: used when OS_AUTH_URL is not set
     bare_metal: bool  # CHI sites: hosts reserved by node type, flavor `baremetal`; KVM: reserved flavors
+    public_network: str = "public"  # floating IP pool
 
     @property
     def storage(self) -> str:
         """How data outlives nodes: Cinder volumes on KVM; on bare metal (no Cinder), Manila NFS shares,
         reachable from nodes on a storage network reserved in the lease."""
         return "manila" if self.bare_metal else "cinder"
-    public_network: str = "public"  # floating IP pool
-    shared_network: str = "sharednet1"  # the network bare-metal nodes attach to
-
-    @property
-    def region(self) -> str:
-        return self.name
 
 
 SITES = {

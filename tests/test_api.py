@@ -168,3 +168,14 @@ def test_triton_down_gives_503_with_retry_after_then_recovers_by_itself(qa_repos
 def test_a_bad_database_url_fails_at_start_with_one_line(qa_triton: TritonServer):
     with pytest.raises(MlopsError, match="DATABASE_URL 'nosuchdb://x' is not a database URL"):
         create_app(ApiConfig(triton_url=qa_triton.http_url, model_name=QA_MODEL, database_url="nosuchdb://x"))
+
+
+def test_the_api_process_does_not_load_torch_or_mlflow():
+    """The API only moves JSON to Triton: importing the model stack would cost seconds and memory per replica."""
+    import subprocess
+    import sys
+
+    code = "import sys, mlops.serving.serve; print(sorted(m for m in ('torch', 'mlflow', 'transformers') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

@@ -149,6 +149,12 @@ def test_a_rejected_credential_is_one_clear_error(api):
         LeaseProvider().create(dict(INPUTS))
 
 
+def test_the_site_auth_url_is_used_without_os_auth_url(api, monkeypatch):
+    monkeypatch.delenv("OS_AUTH_URL")  # CHI@TACC's Keystone is AUTH, which the fixture mocks
+    api.add(responses.GET, f"{BLAZAR}/leases/{LEASE_ID}", json=lease("ACTIVE", "active"))
+    assert LeaseProvider().read(LEASE_ID, dict(INPUTS)).id == LEASE_ID
+
+
 def test_missing_credentials_are_named_before_any_call(api, monkeypatch):
     monkeypatch.delenv("OS_APPLICATION_CREDENTIAL_SECRET")
     with pytest.raises(LeaseError, match="missing OS_APPLICATION_CREDENTIAL_SECRET: source the application-credential openrc"):

@@ -11,10 +11,9 @@ from mlflow.tracking import MlflowClient
 from mlops import registry, tracking
 from mlops.errors import MlopsError
 from mlops.export import export_version
+from mlops.limits import MAX_QUESTION_CHARS
 from mlops.retrieval import Retriever
 from mlops.settings import Settings
-
-MAX_QUESTION_CHARS = 2000
 
 
 def check_question(question: str) -> str:

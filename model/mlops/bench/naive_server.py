@@ -19,7 +19,12 @@ def main(model_dir: str, port: str) -> None:
     retriever = Retriever.load(Path(model_dir))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+        def do_GET(self) -> None:  # noqa: N802  (http.server's naming) - readiness, for whoever starts it
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answers = retriever.search([body["question"]], top_k=body.get("top_k", 5))[0]
             payload = json.dumps({"answers": answers}).encode()

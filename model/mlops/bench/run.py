@@ -72,10 +72,7 @@ def _process(name: str, command: list[str], log: Path, ready_url: str, env: dict
             try:
                 urllib.request.urlopen(ready_url, timeout=2).close()
                 break
-            except OSError as e:
-                # http.server answers GET with 501: up, just not a GET endpoint.
-                if getattr(e, "code", None) == 501:
-                    break
+            except OSError:
                 if time.monotonic() > deadline:
                     raise MlopsError(f"the {name} was not up at {ready_url} within {timeout_s:g} s (log: {log})") from None
                 time.sleep(0.25)

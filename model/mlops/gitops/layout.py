@@ -34,9 +34,9 @@ def write_model_version(root: Path, env: str, version: str) -> Path:
     """Rewrite the version line only, keeping the file's comment; atomically."""
     path = model_file(root, env)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if not any(line.strip().startswith("version:") for line in lines):
+        raise MlopsError(f"{path} has no `version:` line to change; restore it from git")
     replaced = [f'  version: "{version}"\n' if line.strip().startswith("version:") else line for line in lines]
-    if replaced == lines and read_model_version(root, env) != version:
-        raise MlopsError(f"{path} has no `version:` line to change")
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(replaced), encoding="utf-8")
     os.replace(tmp, path)

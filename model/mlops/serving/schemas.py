@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from mlops.ask import MAX_QUESTION_CHARS
+from mlops.limits import MAX_QUESTION_CHARS
 
 MAX_TOP_K = 50
 # strip first, then length checks: "   " is an empty question, not a 3-character one.

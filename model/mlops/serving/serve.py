@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uvicorn
 
-from mlops.ask import champion
 from mlops.errors import MlopsError
 from mlops.serving.api import ApiConfig, create_app
 from mlops.serving.feedback import engine_url, redacted_url
@@ -32,6 +31,8 @@ def serve(settings: Settings, host: str, port: int, triton_url: str | None = Non
         echo(f"serving the API against Triton at {triton_url} (model {settings.model_name})\n{urls}")
         run_api(config, host, port)
         return
+    from mlops.ask import champion  # here, not at the top: the API-only path (the cluster) never loads MLflow or torch
+
     _, version = champion(settings)
     folder = settings.triton_repository / settings.model_name / str(version.version)
     if not (folder / "model.py").is_file():
