@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pulumi
 import pulumi_openstack as openstack
 
@@ -57,6 +59,34 @@ def public_host(floating_ip: str) -> str:
     return f"{floating_ip}.nip.io"
 
 
+# GitHub's published SSH host key: the release workflow pushes its promotion commit over SSH.
+GITHUB_KNOWN_HOSTS = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+REQUIRED_SECRETS = ("db_password", "db_admin_password", "minio_password", "grafana_password")
+FEEDBACK_DATABASE = "postgresql+psycopg://qa:{password}@postgresql.mlflow.svc.cluster.local:5432/feedback"
+
+
+def cluster_secrets(secrets: dict[str, str]) -> list[dict]:
+    """The Kubernetes Secrets the bootstrap creates (namespace, name, data); git only references them."""
+    minio = {"root-user": "minio", "root-password": secrets["minio_password"]}  # our chart's init containers
+    made = [
+        # Key names as the MinIO, PostgreSQL (Bitnami) and MLflow charts read them (gitops/platform/).
+        {"namespace": "mlflow", "name": "minio", "data": {"rootUser": minio["root-user"], "rootPassword": minio["root-password"]}},
+        {"namespace": "mlflow", "name": "postgres",
+         "data": {"username": "qa", "password": secrets["db_password"], "postgres-password": secrets["db_admin_password"]}},
+        {"namespace": "transformers-qa", "name": "minio", "data": minio},
+        {"namespace": "transformers-qa", "name": "postgres",
+         "data": {"url": FEEDBACK_DATABASE.format(password=quote(secrets["db_password"], safe=""))}},
+        {"namespace": "argo", "name": "mlops-pipeline-s3",
+         "data": {"AWS_ACCESS_KEY_ID": minio["root-user"], "AWS_SECRET_ACCESS_KEY": minio["root-password"]}},
+        {"namespace": "monitoring", "name": "grafana-admin",
+         "data": {"admin-user": "admin", "admin-password": secrets["grafana_password"]}},
+    ]
+    if secrets.get("gitops_deploy_key"):
+        made.append({"namespace": "argo", "name": "gitops-deploy-key",
+                     "data": {"ssh-privatekey": secrets["gitops_deploy_key"], "known_hosts": GITHUB_KNOWN_HOSTS}})
+    return made
+
+
 def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
     """What the playbooks need (infra/ansible/roles/*/defaults name them); secrets stay Pulumi secrets."""
     mounts = pulumi.Output.all(**cluster.mounts) if cluster.mounts else {}
@@ -71,10 +101,7 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
             "argocd_repo_url": config.bootstrap.repo_url,
             "argocd_public_host": public_host(a["fip"]),
             "argocd_revision": config.bootstrap.revision,
-            "argocd_secrets": {
-                "postgres": {"password": a["secrets"]["db_password"]},
-                "minio": {"root-user": "minio", "root-password": a["secrets"]["minio_password"]},
-            },
+            "argocd_secrets": cluster_secrets(a["secrets"]),
         })
 
 

@@ -1,4 +1,5 @@
-"""Real servers for tests: PostgreSQL (Debian's `postgresql`) and the API process (`mlops serve`).
+"""Real servers for tests: PostgreSQL (Debian's `postgresql`), an S3 endpoint (moto's server, speaking
+the S3 HTTP API as MinIO does) and the API process (`mlops serve`).
 
 Both listen on 127.0.0.1 on free ports and are stopped by the fixture that started them. `make test`
 installs the Debian packages first (`make system-deps`); without them these tests fail with a line
@@ -53,6 +54,31 @@ def postgres_server() -> Iterator[str]:
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def s3_server(*buckets: str) -> Iterator[object]:
+    """An S3 endpoint on 127.0.0.1 with ``buckets``; while it runs, boto3 in this process and its
+    children points at it. Yields a boto3 client for checking what landed."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_ports(1)[0]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        # moto keeps its state per process, not per server: start every server empty.
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"), timeout=10).close()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test-key",
+                               "AWS_SECRET_ACCESS_KEY": "test-secret-key", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                monkeypatch.setenv(key, value)
+            client = boto3.client("s3")
+            for bucket in buckets:
+                client.create_bucket(Bucket=bucket)
+            yield client
+    finally:
+        server.stop()
 
 
 class ApiProcess:

@@ -43,6 +43,10 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     (["register", "--run", "0123456789abcdef"], "no MLflow run"),
     (["deploy", "--version", "7"], "has no version '7'"),
     (["deploy"], "has no 'candidate' version"),
+    (["publish", "--version", "7"], "has no version '7'"),
+    (["publish", "--store", "ftp://models"], "is not an s3://BUCKET URI"),
+    (["smoke", "--url", "127.0.0.1:8080", "--version", "3"], "is not an http(s) URL"),
+    (["sync-alias", "--env", "prod"], "has no version '1'"),  # what gitops/envs/prod says
     (["serve"], "no model has been deployed yet"),
     (["bench"], "no model has been deployed yet"),
 ])

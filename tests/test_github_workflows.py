@@ -1,7 +1,9 @@
-"""GitHub Actions workflows validate against the published workflow schema, and every action is pinned to a commit."""
+"""GitHub Actions workflows validate against the published workflow schema, every action is pinned to a commit, and
+the release and promotion workflows do what they say (triggers, permissions, the commands their steps run)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,3 +34,214 @@ def test_workflow_opens_with_a_comment_and_pins_every_action(workflow: Path):
     steps = [step for job in yaml.safe_load(text)["jobs"].values() for step in job.get("steps", [])]
     for uses in [s["uses"] for s in steps if "uses" in s]:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), f"{uses} is not pinned to a commit"
+
+
+# What the release and promotion workflows do: triggers, guards, permissions and the commands their steps run
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ROOT / ".github" / "workflows" / "release.yaml"
+PROMOTE = ROOT / ".github" / "workflows" / "promote.yaml"
+SHA_WITH_VERSION = re.compile(r"uses:\s*[\w.-]+/[\w.-]+@[0-9a-f]{40}\s+#\s*v\d+\.\d+\.\d+\s*$")
+# the only write scopes any job holds, and where: pushing images; pushing the promotion branch and opening its PR
+WRITE_SCOPES = {("release.yaml", "images"): {"packages"}, ("promote.yaml", "pull-request"): {"contents", "pull-requests"}}
+
+
+def load(workflow: Path) -> dict:
+    return yaml.safe_load(workflow.read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    return workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` key as True
+
+
+def steps_running(job: dict, text: str) -> list[dict]:
+    return [step for step in job["steps"] if text in step.get("run", "")]
+
+
+def the_step(job: dict, text: str) -> dict:
+    found = steps_running(job, text)
+    assert len(found) == 1, f"expected one step running {text!r}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_has_a_timeout(workflow: Path):
+    for name, job in load(workflow)["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int) and 0 < job["timeout-minutes"] <= 120, name
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_every_pinned_action_names_its_release(workflow: Path):
+    for line in workflow.read_text().splitlines():
+        if line.strip().startswith(("uses:", "- uses:")):
+            assert SHA_WITH_VERSION.search(line), f"{line.strip()!r}: pin a commit and say which release (# vX.Y.Z)"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_scripts_read_expressions_through_env(workflow: Path):
+    """`${{ }}` inside a run script is pasted into the shell before it runs (a tag or input could inject code)."""
+    for name, job in load(workflow)["jobs"].items():
+        for step in job.get("steps", []):
+            assert "${{" not in step.get("run", ""), f"{name}: {step.get('name', step['run'][:40])}"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_write_permissions_only_where_a_job_needs_them(workflow: Path):
+    data = load(workflow)
+    assert "write" not in str(data.get("permissions", {})), "the workflow's default token is read-only"
+    for name, job in data["jobs"].items():
+        scopes = job.get("permissions")
+        assert scopes is not None or (workflow.name, name) not in WRITE_SCOPES, f"{name} sets its permissions"
+        writes = {scope for scope, level in (scopes or {}).items() if level == "write"}
+        assert writes == WRITE_SCOPES.get((workflow.name, name), set()), f"{workflow.name}: {name} may write {writes}"
+
+
+def test_release_runs_only_for_pushed_v_tags():
+    assert triggers(load(RELEASE)) == {"push": {"tags": ["v*"]}}
+
+
+def test_releases_queue_instead_of_cancelling_each_other():
+    assert load(RELEASE)["concurrency"] == {"group": "release-staging", "cancel-in-progress": False}
+
+
+def test_release_pushes_every_image_tagged_with_the_git_tag():
+    jobs = load(RELEASE)["jobs"]
+    images = jobs["images"]
+    assert sorted(images["strategy"]["matrix"]["image"]) == sorted(p.parent.name for p in (ROOT / "images").glob("*/Dockerfile"))
+    [build] = [s for s in images["steps"] if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert build["with"]["context"] == "."
+    assert build["with"]["file"] == "images/${{ matrix.image }}/Dockerfile"
+    assert build["with"]["push"] is True
+    assert build["with"]["tags"] == "ghcr.io/transformers-qa/${{ matrix.image }}:${{ github.ref_name }}"
+    [login] = [s for s in images["steps"] if s.get("uses", "").startswith("docker/login-action@")]
+    assert login["with"] == {"registry": "ghcr.io", "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"}
+
+
+def test_release_submits_the_template_after_the_images_with_the_tag():
+    train = load(RELEASE)["jobs"]["train"]
+    assert train["needs"] == "images" or train["needs"] == ["images"]
+    step = the_step(train, "submit_workflow.py")
+    assert step["env"]["RELEASE"] == "${{ github.ref_name }}"
+    assert step["env"]["ARGO_SERVER_URL"] == "${{ vars.ARGO_SERVER_URL }}"
+    assert step["env"]["ARGO_TOKEN"] == "${{ secrets.ARGO_TOKEN }}"
+    command = step["run"].replace("\\\n", " ")
+    for part in ('--server "$ARGO_SERVER_URL"', "--namespace argo", "--template train-evaluate-register-deploy",
+                 '-p "release=$RELEASE"', '-p "image-tag=$RELEASE"'):
+        assert part in command
+    assert "GITHUB_STEP_SUMMARY" in step["run"]
+    assert the_step(train, "pip install")["run"].split().count("hera==7.1.0") == 1
+
+
+def test_promotion_is_manual_and_alias_sync_follows_prod_on_main():
+    on = triggers(load(PROMOTE))
+    assert set(on) == {"workflow_dispatch", "push"}
+    version = on["workflow_dispatch"]["inputs"]["version"]
+    assert version["required"] is False and not version.get("default")
+    assert on["push"] == {"branches": ["main"], "paths": ["gitops/envs/prod/values/model.yaml"]}
+    assert load(PROMOTE)["concurrency"] == {"group": "promote-prod", "cancel-in-progress": False}
+
+
+def test_the_promotion_job_opens_a_pull_request_without_moving_the_alias():
+    job = load(PROMOTE)["jobs"]["pull-request"]
+    assert job["if"] == "github.event_name == 'workflow_dispatch'"
+    [checkout] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["fetch-depth"] == 0
+    assert steps_running(job, "make setup")
+    promote = the_step(job, "mlops promote")
+    assert ".venv/bin/mlops promote --env prod --from staging --no-alias" in promote["run"]
+    assert all("--no-alias" in line for line in promote["run"].splitlines() if "mlops promote" in line)
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(promote["env"])
+    assert all(value.startswith("${{ secrets.") for key, value in promote["env"].items() if key.startswith("MLFLOW_"))
+    assert job["env"]["BRANCH"] == "promote/prod-${{ github.run_id }}"
+    assert "gh pr create" in the_step(job, "gh pr create")["run"]
+
+
+def test_the_alias_job_runs_only_for_pushes_and_writes_nothing():
+    job = load(PROMOTE)["jobs"]["sync-alias"]
+    assert job["if"] == "github.event_name == 'push'"
+    step = the_step(job, "mlops sync-alias")
+    assert ".venv/bin/mlops sync-alias --env prod" in step["run"]
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(step["env"])
+    assert job["permissions"] == {"contents": "read"}
+
+
+# promote.yaml's scripts, run by bash as the runner runs them, in a scratch repository with `mlops` and `gh` stubbed
+
+
+def run_step(step: dict, cwd: Path, extra_env: dict[str, str], bin_dir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GH_", "MLFLOW_"))}
+    env.update({k: "" if "${{" in v else v for k, v in step.get("env", {}).items()}, **extra_env)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path):
+    repo = tmp_path / "repo"
+    values = repo / "gitops" / "envs" / "prod" / "values"
+    values.mkdir(parents=True)
+    (values / "model.yaml").write_text('model:\n  version: "7"\n')
+    (values / "images.yaml").write_text('images:\n  triton:\n    tag: "v1.4.0"\n  api:\n    tag: "v1.4.0"\n')
+    venv_bin = repo / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    (venv_bin / "mlops").write_text(f'#!/bin/sh\necho "mlops $*" >> {calls}\n')
+    (venv_bin / "mlops").chmod(0o755)
+    (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (venv_bin / "python").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "gh $*" >> {calls}\n'
+                                '[ "$1 $2" = "pr view" ] && echo https://github.com/o/r/pull/12\nexit 0\n')
+    (bin_dir / "gh").chmod(0o755)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "add", "gitops"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "promote(prod): qa version 7 (was 6)\n\nimages: v1.4.0 (was v1.3.0)"],
+                   cwd=repo, check=True)
+    return repo, bin_dir, calls
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("", "--env prod --from staging --no-alias"),
+    ("12", "--env prod --version 12 --no-alias"),
+])
+def test_the_promotion_step_promotes_on_its_own_branch(scratch, version: str, expected: str):
+    repo, bin_dir, calls = scratch
+    job = load(PROMOTE)["jobs"]["pull-request"]
+    result = run_step(the_step(job, "mlops promote"), repo,
+                      {"VERSION": version, "BRANCH": "promote/prod-99", "RUN_URL": "https://github.com/o/r/actions/runs/99"}, bin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [call] = calls.read_text().splitlines()
+    assert call.startswith(f"mlops promote {expected}")
+    assert "https://github.com/o/r/actions/runs/99" in call
+    branch = subprocess.run(["git", "branch", "--show-current"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert branch == "promote/prod-99"
+
+
+def test_the_promotion_step_refuses_a_version_that_is_not_a_number(scratch):
+    repo, bin_dir, calls = scratch
+    job = load(PROMOTE)["jobs"]["pull-request"]
+    result = run_step(the_step(job, "mlops promote"), repo, {"VERSION": "7; echo pwned", "BRANCH": "promote/prod-1"}, bin_dir)
+    assert result.returncode != 0
+    assert not calls.exists()
+
+
+@pytest.mark.parametrize(("version", "source"), [("", "from staging"), ("7", "from version input")])
+def test_the_pull_request_says_version_and_source(scratch, tmp_path: Path, version: str, source: str):
+    repo, bin_dir, calls = scratch
+    summary = tmp_path / "summary.md"
+    job = load(PROMOTE)["jobs"]["pull-request"]
+    result = run_step(the_step(job, "gh pr create"), repo,
+                      {"VERSION": version, "BRANCH": "promote/prod-99", "RUNNER_TEMP": str(tmp_path),
+                       "GITHUB_STEP_SUMMARY": str(summary), "RUN_URL": "https://github.com/o/r/actions/runs/99"}, bin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    create = next(line for line in calls.read_text().splitlines() if line.startswith("gh pr create"))
+    assert "--base main --head promote/prod-99" in create
+    assert f"--title Promote prod to model version 7 ({source})" in create
+    body = (tmp_path / "body.md").read_text()
+    assert "model version **7**, images **v1.4.0**" in body
+    assert "https://github.com/o/r/actions/runs/99" in body
+    assert "promote(prod): qa version 7 (was 6)" in body  # the promotion commit's structured message
+    assert "https://github.com/o/r/pull/12" in summary.read_text()

@@ -160,17 +160,23 @@ def test_values_schema_rejects_bad_values(override: str, field: str):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_each_environment_renders_valid_pinned_manifests(env: str):
-    docs = [d for d in yaml.safe_load_all(render_environment(ROOT, env)) if d]
+    rendered = render_environment(ROOT, env)
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
     apps = [d for d in docs if d["kind"] == "Application"]
     assert apps, "no Application for the root app to sync"
     for app in apps:
-        # The repository the bootstrap points ArgoCD at, and automated sync: git is the only way in.
-        assert app["spec"]["source"]["repoURL"] == BootstrapConfig().repo_url
+        # Our repository (the chart, or the values of an upstream chart), and automated sync: git is the only way in.
+        sources = app["spec"].get("sources") or [app["spec"]["source"]]
+        assert BootstrapConfig().repo_url in [s["repoURL"] for s in sources], app["metadata"]["name"]
         assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-    built_in = [d for d in docs if d["apiVersion"].split("/")[0] in ("v1", "apps", "networking.k8s.io")]
+        for upstream in [s for s in sources if "chart" in s]:  # named with its pinned version in the stream
+            assert f"chart {upstream['chart']} {upstream['targetRevision']} from {upstream['repoURL']}" in rendered
+    built_in = [d for d in docs if d["apiVersion"].split("/")[0] in ("v1", "apps", "networking.k8s.io", "rbac.authorization.k8s.io")]
     for doc in built_in:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert policy_violations(docs) == []
     triton = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "transformers-qa-triton")
     gpu = "nvidia.com/gpu" in triton["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert gpu == (env != "dev")  # GPU nodes only in staging and prod
+    # The release pipeline (Argo Workflows and its resources) runs in staging only.
+    assert any(d["kind"] == "WorkflowTemplate" for d in docs) == (env == "staging")

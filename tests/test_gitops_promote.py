@@ -10,8 +10,8 @@ import pytest
 
 from mlops import registry, tracking
 from mlops.errors import MlopsError
-from mlops.gitops.layout import read_model_version
-from mlops.gitops.promote import promote, rollback
+from mlops.gitops.layout import read_image_tag, read_model_version
+from mlops.gitops.promote import promote, rollback, sync_alias
 from mlops.gitops.render import render
 from mlops.settings import Settings
 
@@ -106,17 +106,44 @@ def test_concurrent_promotions_to_different_environments_both_land(remote: Path,
     assert subjects[:2] == ["promote(prod): transformers-qa version 2 (was 1)", "promote(staging): transformers-qa version 3 (was 1)"]
 
 
-def test_promote_from_another_environment(remote: Path, tmp_path: Path, settings: Settings):
+def test_promote_from_another_environment_copies_version_and_images(remote: Path, tmp_path: Path, settings: Settings):
     work = clone(remote, tmp_path / "work")
-    promote(settings, "staging", "3", repo_path=work, echo=lambda *_: None)
+    promote(settings, "staging", "3", repo_path=work, image_tag="v1.4.0", echo=lambda *_: None)
     promote(settings, "prod", from_env="staging", repo_path=work, echo=lambda *_: None)
-    assert read_model_version(work, "prod") == "3"
+    assert (read_model_version(work, "prod"), read_image_tag(work, "prod")) == ("3", "v1.4.0")
+    assert "image: ghcr.io/transformers-qa/api:v1.4.0" in render(work, "prod")
+
+
+def test_a_release_promotion_sets_images_and_model_and_reverts_as_one(remote: Path, tmp_path: Path, settings: Settings):
+    """What the Argo workflow runs: version + release image tag, [skip ci], a note naming the run."""
+    work = clone(remote, tmp_path / "work")
+    before = render(work, "staging")
+    sha = promote(settings, "staging", "2", repo_path=work, image_tag="v2.0.0", skip_ci=True,
+                  note="argo workflow release-abc12", echo=lambda *_: None)
+    assert sha == git(work, "rev-parse", "HEAD").strip()
+    message = git(work, "log", "-1", "--format=%B")
+    assert message.splitlines()[0] == "promote(staging): transformers-qa version 2 (was 1)"
+    for line in ("images: v2.0.0 (was 0.1.0)", "argo workflow release-abc12", "[skip ci]", "metrics: test_mrr=0.92"):
+        assert line in message.splitlines()
+    changed = git(work, "show", "--name-only", "--format=", "HEAD").split()
+    assert changed == ["gitops/envs/staging/values/images.yaml", "gitops/envs/staging/values/model.yaml"]
+    rollback(settings, "staging", repo_path=work, echo=lambda *_: None)
+    assert render(work, "staging") == before
+
+
+def test_a_pull_request_promotion_leaves_the_alias_until_merge(remote: Path, tmp_path: Path, settings: Settings):
+    work = clone(remote, tmp_path / "work")
+    promote(settings, "prod", "3", repo_path=work, move_alias=False, echo=lambda *_: None)
+    assert registry.by_alias(tracking.configure(settings), NAME, "prod") is None
+    assert sync_alias(settings, "prod", repo_path=work, echo=lambda *_: None) == "3"
+    assert alias(settings, "prod") == "3"
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"version": "9"}, "has no version '9'; known versions: 1, 2, 3, 4"),
     ({"version": "4"}, "version 4 of 'transformers-qa' did not pass its quality gate"),
-    ({"version": "1"}, "staging already runs version 1; nothing to promote"),
+    ({"version": "1"}, r"staging already runs version 1 \(images 0.1.0\); nothing to promote"),
+    ({"from_env": "prod", "image_tag": "v2.0.0"}, "--from copies the image tags too; drop --image-tag"),
     ({}, "give exactly one of --version N or --from ENV"),
     ({"version": "2", "from_env": "dev"}, "give exactly one of --version N or --from ENV"),
 ])

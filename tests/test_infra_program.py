@@ -20,7 +20,8 @@ from test_infra_config import STACKS, stack_values
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
 FLOATING_IP = "129.114.108.10"
-SECRETS = {"db_password": "db-secret-value", "minio_password": "minio-secret-value"}
+SECRETS = {"db_password": "db secret/value", "db_admin_password": "admin-secret-value", "minio_password": "minio-secret-value",
+           "grafana_password": "grafana-secret-value"}
 
 
 @dataclass
@@ -222,7 +223,13 @@ def test_bootstrap_runs_after_the_nodes_with_the_stack_settings(stack: str):
     extravars = bootstrap.inputs["extravars"]
     assert extravars["k3s_server_version"] == config.bootstrap.k3s_version and extravars["k3s_server_public_ip"] == FLOATING_IP
     assert extravars["argocd_version"] == config.bootstrap.argocd_version and extravars["argocd_environment"] == stack
-    assert extravars["argocd_secrets"]["postgres"] == {"password": "db-secret-value"}
+    made = {(s["namespace"], s["name"]): s["data"] for s in extravars["argocd_secrets"]}
+    assert made[("mlflow", "postgres")] == {"username": "qa", "password": "db secret/value", "postgres-password": "admin-secret-value"}
+    url = made[("transformers-qa", "postgres")]["url"]
+    user, _, host = url.removeprefix("postgresql+psycopg://").partition("@")
+    assert (user, host) == ("qa:" + "db%20secret%2Fvalue", "postgresql.mlflow.svc.cluster.local:5432/feedback")  # quoted
+    assert made[("argo", "mlops-pipeline-s3")]["AWS_SECRET_ACCESS_KEY"] == made[("mlflow", "minio")]["rootPassword"]
+    assert ("argo", "gitops-deploy-key") not in made  # only when the stack sets one (staging requires it)
     assert extravars["argocd_public_host"] == f"{FLOATING_IP}.nip.io" and outputs["argocd_url"] == f"https://argocd.{FLOATING_IP}.nip.io"
     kvm = [{"name": v.name, "device": f"/dev/vd{'bcdefg'[i]}", "fstype": "ext4"} for i, v in enumerate(config.volumes)]
     assert extravars["volumes_list"] == kvm if stack == "dev" else [m["fstype"] for m in extravars["volumes_list"]] == ["nfs"] * 3

@@ -18,10 +18,12 @@ from mlops.deploy import deploy
 from mlops.errors import GateFailed, MlopsError
 from mlops.evaluate import GateConfig, evaluate
 from mlops.pipeline import build_data, register_run
+from mlops.publish import publish
 from mlops.retrieval import Retriever
 from mlops.settings import Settings
+from mlops.smoke import smoke
 from mlops.train import TrainConfig, train
-from services import ApiProcess
+from services import ApiProcess, s3_server
 
 FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "what"))
 
@@ -108,6 +110,17 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
     assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"
     before = _folder_digest(settings.triton_repository)
 
+    # Publishing uploads exactly what Triton passed its tests with, in the layout the chart fetches.
+    with s3_server("models") as s3:
+        assert publish(settings, version, "s3://models", echo=lambda *_: None) == f"s3://models/{settings.model_name}/{version}"
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"])
+        files = sorted(p for p in live.rglob("*") if p.is_file() and "__pycache__" not in p.parts)  # Triton's bytecode
+        assert keys == sorted(f"{settings.model_name}/{p.relative_to(live).as_posix()}" for p in files)
+        for path in files:
+            key = f"{settings.model_name}/{path.relative_to(live).as_posix()}"
+            assert s3.get_object(Bucket="models", Key=key)["Body"].read() == path.read_bytes(), key
+    assert client.get_model_version(settings.model_name, version).tags["published_uri"] == f"s3://models/{settings.model_name}/{version}"
+
     # A second version whose model cannot load in Triton.
     second = register_run(settings, _trained_and_passed(settings), echo=lambda *_: None)
     broken_adapter = tmp_path / "model.py"
@@ -141,6 +154,11 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
     with urllib.request.urlopen(urllib.request.Request(api.url + "/v1/ask", body, {"content-type": "application/json"})) as response:
         served = json.loads(response.read())
     assert served["model_version"] == version and served["answers"][0]["symbol"] == "minilib.training.Trainer.resume"
+    # After a promotion, `mlops smoke` waits for the API to serve the version, then checks its answers.
+    smoke(api.url, version, timeout=30, echo=lines.append)
+    assert lines[-1] == f"{api.url} serves version {version}; smoke test passed"
+    with pytest.raises(MlopsError, match=f"after 0s the API at {api.url} serves version {version}, not version {second}"):
+        smoke(api.url, second, timeout=0, echo=lambda *_: None)
     api.kill(signal.SIGINT)
     assert api.proc.returncode == 0
     assert len(tritons) == 1 and not tritons[0].is_running()

@@ -149,6 +149,30 @@ def pipeline(
 
 
 @app.command()
+def publish(
+    version: Annotated[str | None, typer.Option(help="model version (default: the `candidate`)")] = None,
+    store: Annotated[str | None, typer.Option(help="s3://BUCKET the cluster's Triton loads from (default: $MLOPS_MODEL_STORE, s3://models)")] = None,
+) -> None:
+    """Export a registered version and upload it to the artifact store (S3/MinIO) for the cluster's Triton."""
+    from mlops.publish import publish as run_publish
+
+    settings = Settings.from_env()
+    typer.echo(_run(run_publish, settings, version, store or settings.model_store, echo))
+
+
+@app.command()
+def smoke(
+    url: Annotated[str, typer.Option(help="the deployed API, e.g. http://transformers-qa-api.transformers-qa:8080")],
+    version: Annotated[str, typer.Option(help="the model version it must serve")],
+    timeout: Annotated[float, typer.Option(min=0, help="seconds to wait for that version to be served")] = 900,
+) -> None:
+    """Wait until a deployed API serves VERSION (ArgoCD rolled it out), then check its answers."""
+    from mlops.smoke import smoke as run_smoke
+
+    _run(run_smoke, url, version, timeout, echo)
+
+
+@app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in plain words")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="how many answers (1-50)")] = 5,
@@ -203,12 +227,26 @@ Environment = Annotated[str, typer.Option("--env", help="dev, staging or prod")]
 def promote(
     env: Environment,
     version: Annotated[str | None, typer.Option(help="registered model version to promote")] = None,
-    from_env: Annotated[str | None, typer.Option("--from", help="promote the version this environment runs")] = None,
+    from_env: Annotated[str | None, typer.Option("--from", help="promote the version and images this environment runs")] = None,
+    image_tag: Annotated[str | None, typer.Option(help="also set the environment's image tags (a release tag)")] = None,
+    alias: Annotated[bool, typer.Option(help="move the MLflow alias now (--no-alias: when a pull request merges)")] = True,
+    skip_ci: Annotated[bool, typer.Option(help="mark the commit [skip ci] (commits made by the Argo workflow)")] = False,
+    note: Annotated[str | None, typer.Option(help="an extra line for the commit message, e.g. the workflow run")] = None,
 ) -> None:
-    """Set an environment's model version with one git commit (pushed if there is a remote); ArgoCD deploys it."""
+    """Set an environment's model version (and image tags) with one git commit, pushed if there is a remote;
+    print the commit. ArgoCD deploys it."""
     from mlops.gitops.promote import promote as run_promote
 
-    _run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), echo=echo)
+    typer.echo(_run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), image_tag=image_tag,
+                    move_alias=alias, skip_ci=skip_ci, note=note, echo=echo))
+
+
+@app.command("sync-alias")
+def sync_alias(env: Environment) -> None:
+    """Point the MLflow alias ENV at the model version git says ENV runs (after a promotion PR merges)."""
+    from mlops.gitops.promote import sync_alias as run_sync
+
+    _run(run_sync, Settings.from_env(), env, repo_path=Path.cwd(), echo=echo)
 
 
 @app.command()

@@ -55,11 +55,15 @@ def resolve_version(client, name: str, version: str | None) -> ModelVersion:
     return candidate
 
 
-def smoke_test(qa: TritonQAClient, name: str) -> None:
-    answers = qa.ask([SMOKE_QUESTION], top_k=5, model_name=name)[0]
+def check_smoke_answers(answers: list, where: str) -> None:
+    """Five well-formed answers to SMOKE_QUESTION, or a one-line error saying what ``where`` answered."""
     fields = {"symbol", "path", "line", "score", "text"}
     if len(answers) != 5 or any(not fields <= a.keys() or not math.isfinite(a["score"]) for a in answers):
-        raise MlopsError(f"smoke test failed: Triton answered {answers!r:.200} to {SMOKE_QUESTION!r}")
+        raise MlopsError(f"smoke test failed: {where} answered {answers!r:.200} to {SMOKE_QUESTION!r}")
+
+
+def smoke_test(qa: TritonQAClient, name: str) -> None:
+    check_smoke_answers(qa.ask([SMOKE_QUESTION], top_k=5, model_name=name)[0], "Triton")
 
 
 def same_answers(served: list[dict], local: list[dict], tolerance: float = SCORE_TOLERANCE) -> str | None:

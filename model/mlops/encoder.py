@@ -93,4 +93,8 @@ class Encoder:
 
     def save(self, path: Path) -> None:
         self.model.save_pretrained(path)
+        # tokenizer.json would record the truncation/padding of the last encode call; dropping that
+        # state makes an export byte-identical however the encoder was used before (publish = deploy).
+        self.tokenizer.backend_tokenizer.no_truncation()
+        self.tokenizer.backend_tokenizer.no_padding()
         self.tokenizer.save_pretrained(path)

@@ -16,6 +16,12 @@ from mlops.evaluate import GateConfig, evaluate
 from mlops.settings import Settings
 from mlops.train import TrainConfig, train
 
+# The `mlops` commands of one release, in order. `mlops pipeline` runs STEPS here; the Argo workflow
+# (workflows/train-evaluate-register-deploy.yaml) runs the same commands, then CLUSTER_STEPS to ship
+# the version. tests/test_workflows.py fails if the two drift apart.
+STEPS = ("data", "train", "evaluate", "register", "deploy")
+CLUSTER_STEPS = ("publish", "promote", "smoke")
+
 
 def build_data(settings: Settings, source: Path | None, echo=print) -> str:
     root = Path(source) if source else installed_package_root()

@@ -4,6 +4,7 @@ Everything the pipeline writes locally lives under one folder, ``.mlops/`` in th
 directory by default (``MLOPS_HOME`` moves it). ``MLFLOW_TRACKING_URI`` points MLflow at a
 server (the cluster); otherwise a SQLite store under that folder is used. ``DATABASE_URL`` does
 the same for the feedback store (PostgreSQL in the cluster, SQLite under that folder here).
+``MLOPS_MODEL_STORE`` (default ``s3://models``) is the bucket `mlops publish` uploads to.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Settings(BaseModel):
     model_name: str = DEFAULT_MODEL_NAME
     natural_questions: Path | None = None  # None: the set shipped in mlops/eval_sets/
     database_url: str | None = None  # feedback store; None: SQLite at <home>/feedback.db
+    model_store: str = "s3://models"  # where `mlops publish` puts versions for the cluster's Triton
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,6 +40,7 @@ class Settings(BaseModel):
             model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME),
             natural_questions=Path(natural) if natural else None,
             database_url=os.environ.get("DATABASE_URL") or None,
+            model_store=os.environ.get("MLOPS_MODEL_STORE") or "s3://models",
         )
 
     @cached_property

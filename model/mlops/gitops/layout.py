@@ -22,22 +22,61 @@ def model_file(root: Path, env: str) -> Path:
     return env_dir(root, env) / "values" / "model.yaml"
 
 
+def images_file(root: Path, env: str) -> Path:
+    return env_dir(root, env) / "values" / "images.yaml"
+
+
+def promotion_files(root: Path, env: str) -> list[Path]:
+    """Everything a promotion may change in ``env``: the model version and the image tags."""
+    return [model_file(root, env), images_file(root, env)]
+
+
+def _load(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError
+        return data
+    except (OSError, yaml.YAMLError, TypeError) as e:
+        raise MlopsError(f"{path} does not hold {what} ({type(e).__name__}); restore it from git") from None
+
+
 def read_model_version(root: Path, env: str) -> str:
     path = model_file(root, env)
     try:
-        return str(yaml.safe_load(path.read_text(encoding="utf-8"))["model"]["version"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise MlopsError(f"{path} does not hold model.version ({type(e).__name__}); restore it from git") from None
+        return str(_load(path, "model.version")["model"]["version"])
+    except (KeyError, TypeError):
+        raise MlopsError(f"{path} does not hold model.version; restore it from git") from None
 
 
-def write_model_version(root: Path, env: str, version: str) -> Path:
-    """Rewrite the version line only, keeping the file's comment; atomically."""
-    path = model_file(root, env)
+def read_image_tag(root: Path, env: str) -> str:
+    """The release tag ``env`` runs; all of our images carry the same one."""
+    path = images_file(root, env)
+    try:
+        tags = {str(image["tag"]) for image in _load(path, "images.<name>.tag")["images"].values()}
+    except (KeyError, TypeError, AttributeError):
+        raise MlopsError(f"{path} does not hold images.<name>.tag; restore it from git") from None
+    if len(tags) != 1:
+        raise MlopsError(f"{path} pins different tags ({', '.join(sorted(tags))}); make them one release tag")
+    return tags.pop()
+
+
+def _rewrite(path: Path, key: str, value: str) -> Path:
+    """Rewrite every ``key:`` line to the new value, keeping comments and layout; atomically."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if not any(line.strip().startswith("version:") for line in lines):
-        raise MlopsError(f"{path} has no `version:` line to change; restore it from git")
-    replaced = [f'  version: "{version}"\n' if line.strip().startswith("version:") else line for line in lines]
+    if not any(line.strip().startswith(f"{key}:") for line in lines):
+        raise MlopsError(f"{path} has no `{key}:` line to change; restore it from git")
+    replaced = [line[: len(line) - len(line.lstrip())] + f'{key}: "{value}"\n' if line.strip().startswith(f"{key}:") else line
+                for line in lines]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(replaced), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_model_version(root: Path, env: str, version: str) -> Path:
+    return _rewrite(model_file(root, env), "version", version)
+
+
+def write_image_tag(root: Path, env: str, tag: str) -> Path:
+    return _rewrite(images_file(root, env), "tag", tag)

@@ -1,6 +1,7 @@
-"""Promotion and rollback are git commits: `mlops promote` changes one environment's model version
-file and commits it; `mlops rollback` reverts that environment's newest promotion (never a reset or a
-force-push). The MLflow alias named after the environment follows what git says it runs.
+"""Promotion and rollback are git commits: `mlops promote` changes one environment's promotion files
+(model version, image tags) and commits them; `mlops rollback` reverts that environment's newest
+promotion (never a reset or a force-push). The MLflow alias named after the environment follows
+what git says it runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from mlops import registry, tracking
 from mlops.errors import MlopsError
 from mlops.gitops.git import GitRepo
-from mlops.gitops.layout import model_file, read_model_version, write_model_version
+from mlops.gitops.layout import promotion_files, read_image_tag, read_model_version, write_image_tag, write_model_version
 from mlops.settings import Settings
 
 PROMOTION = "promote({env}): "
@@ -29,32 +30,52 @@ def _checked_version(settings: Settings, version: str):
 
 
 def promote(settings: Settings, env: str, version: str | None = None, from_env: str | None = None, *,
-            repo_path: Path, echo=print) -> str:
-    """One commit that sets ``env``'s model version (given, or the one ``from_env`` runs); returns its sha."""
+            repo_path: Path, image_tag: str | None = None, move_alias: bool = True, skip_ci: bool = False,
+            note: str | None = None, echo=print) -> str:
+    """One commit that sets ``env``'s model version (given, or the one ``from_env`` runs) and, with
+    ``image_tag`` or ``from_env``, its image tags; returns the commit's sha."""
     if (version is None) == (from_env is None):
         raise MlopsError("give exactly one of --version N or --from ENV")
+    if from_env is not None and image_tag is not None:
+        raise MlopsError("--from copies the image tags too; drop --image-tag")
     repo = GitRepo(repo_path)
     repo.require_clean()
-    version = str(version) if version is not None else read_model_version(repo.root, from_env)
+    if from_env is not None:
+        version, image_tag = read_model_version(repo.root, from_env), read_image_tag(repo.root, from_env)
+    version = str(version)
     client, found = _checked_version(settings, version)
-    current = read_model_version(repo.root, env)
-    if current == version:
-        raise MlopsError(f"{env} already runs version {version}; nothing to promote")
-    path = write_model_version(repo.root, env, version)
+    current, current_tag = read_model_version(repo.root, env), read_image_tag(repo.root, env)
+    image_tag = image_tag or current_tag
+    if (current, current_tag) == (version, image_tag):
+        raise MlopsError(f"{env} already runs version {version} (images {image_tag}); nothing to promote")
+    changed = [write_model_version(repo.root, env, version), write_image_tag(repo.root, env, image_tag)]
     metrics = ", ".join(f"{k}={v}" for k, v in sorted(found.tags.items()) if k.startswith(("test_", "natural_")))
     message = (f"{PROMOTION.format(env=env)}{settings.model_name} version {version} (was {current})\n\n"
-               f"run: {found.run_id}\ndataset: {found.tags.get('dataset_hash', 'unknown')}\n"
-               f"metrics: {metrics or 'none recorded'}\n")
-    repo.run("add", str(path.relative_to(repo.root)))
+               f"images: {image_tag} (was {current_tag})\nrun: {found.run_id}\n"
+               f"dataset: {found.tags.get('dataset_hash', 'unknown')}\nmetrics: {metrics or 'none recorded'}\n"
+               + (f"{note}\n" if note else "") + ("[skip ci]\n" if skip_ci else ""))
+    repo.run("add", *(str(path.relative_to(repo.root)) for path in changed))
     repo.run("commit", "--quiet", "-m", message)
     repo.push()
-    client.set_registered_model_alias(settings.model_name, env, version)
-    echo(f"{env}: {current} -> {version} (commit {repo.head()[:12]}); ArgoCD syncs it")
+    if move_alias:
+        client.set_registered_model_alias(settings.model_name, env, version)
+    echo(f"{env}: {current} -> {version}, images {current_tag} -> {image_tag} (commit {repo.head()[:12]}); ArgoCD syncs it")
     return repo.head()
 
 
+def sync_alias(settings: Settings, env: str, *, repo_path: Path, echo=print) -> str:
+    """Point the MLflow alias ``env`` at the version git says ``env`` runs (after a promotion PR merges)."""
+    repo = GitRepo(repo_path)
+    version = read_model_version(repo.root, env)
+    client, _ = _checked_version(settings, version)
+    client.set_registered_model_alias(settings.model_name, env, version)
+    echo(f"MLflow alias {env!r} -> version {version} (as gitops/envs/{env}/ says)")
+    return version
+
+
 def _newest_unreverted_promotion(repo: GitRepo, env: str) -> tuple[str, str] | None:
-    log = repo.run("log", "--format=%H%x1f%s%x1f%b%x1e", "--", str(model_file(repo.root, env).relative_to(repo.root)))
+    files = [str(path.relative_to(repo.root)) for path in promotion_files(repo.root, env)]
+    log = repo.run("log", "--format=%H%x1f%s%x1f%b%x1e", "--", *files)
     reverted: set[str] = set()
     for record in filter(str.strip, log.split("\x1e")):  # newest first
         sha, subject, body = (record.strip().split("\x1f") + ["", ""])[:3]
