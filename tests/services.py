@@ -1,5 +1,6 @@
 """Real servers for tests: PostgreSQL (Debian's `postgresql`), an S3 endpoint (moto's server, speaking
-the S3 HTTP API as MinIO does) and the API process (`mlops serve`).
+the S3 HTTP API as MinIO does), the API process (`mlops serve`), and a bare git remote holding this
+repository's gitops/ tree.
 
 Both listen on 127.0.0.1 on free ports and are stopped by the fixture that started them. `make test`
 installs the Debian packages first (`make system-deps`); without them these tests fail with a line
@@ -25,6 +26,30 @@ import pytest
 from mlops.triton.server import free_ports
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def clone(remote: Path, path: Path) -> Path:
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(path)], check=True)
+    git(path, "config", "user.email", "ci@example.org")
+    git(path, "config", "user.name", "CI")
+    return path
+
+
+def gitops_remote(tmp_path: Path) -> Path:
+    """A bare remote holding this repository's gitops/ tree (charts and environments) on main."""
+    seed = tmp_path / "seed"
+    shutil.copytree(ROOT / "gitops", seed / "gitops")
+    git(seed.parent, "init", "--quiet", "-b", "main", str(seed))
+    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "add", ".")
+    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(bare)], check=True)
+    return bare
 
 
 def _postgres_bin() -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,33 +12,14 @@ from mlops.gitops.layout import read_image_tag, read_model_version
 from mlops.gitops.promote import promote, rollback, sync_alias
 from mlops.gitops.render import render
 from mlops.settings import Settings
+from services import clone, git, gitops_remote
 
-ROOT = Path(__file__).resolve().parents[1]
 NAME = "transformers-qa"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def clone(remote: Path, path: Path) -> Path:
-    subprocess.run(["git", "clone", "--quiet", str(remote), str(path)], check=True)
-    git(path, "config", "user.email", "ci@example.org")
-    git(path, "config", "user.name", "CI")
-    return path
 
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    """A bare remote holding this repository's gitops/ tree (charts and environments) on main."""
-    seed = tmp_path / "seed"
-    shutil.copytree(ROOT / "gitops", seed / "gitops")
-    git(seed.parent, "init", "--quiet", "-b", "main", str(seed))
-    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "add", ".")
-    git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")
-    bare = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(bare)], check=True)
-    return bare
+    return gitops_remote(tmp_path)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def _folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _pass_gate(settings: Settings, run_id: str) -> None:
+def pass_gate(settings: Settings, run_id: str) -> None:
     """Record a passing verdict, as `mlops evaluate` does, so the deploy path can be tested on its own."""
     client = tracking.configure(settings)
     for key, value in {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: "0.3"}.items():
@@ -91,7 +91,7 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
     with pytest.raises(MlopsError, match="has no champion yet"):
         ask(settings, "How do I resume training?")
     run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
-    _pass_gate(settings, run_id)
+    pass_gate(settings, run_id)
     version = register_run(settings, run_id, echo=lambda *_: None)
     assert str(registry.by_alias(client, settings.model_name, registry.CANDIDATE).version) == version
     tags = client.get_model_version(settings.model_name, version).tags
@@ -168,7 +168,7 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
 
 def _trained_and_passed(settings: Settings) -> str:
     run_id = train(settings, TrainConfig(**{**FAST, "seed": 7}), echo=lambda *_: None)
-    _pass_gate(settings, run_id)
+    pass_gate(settings, run_id)
     return run_id
 
 
