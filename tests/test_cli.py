@@ -48,6 +48,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     (["smoke", "--url", "127.0.0.1:8080", "--version", "3"], "is not an http(s) URL"),
     (["sync-alias", "--env", "prod"], "has no version '1'"),  # what gitops/envs/prod says
     (["serve"], "no model has been deployed yet"),
+    (["serve", "--port", "70000"], "--port must be between 1 and 65535, got 70000"),
+    (["smoke", "--url", "http://127.0.0.1:1", "--version", "3", "--timeout", "-1"], "--timeout must be at least 0"),
     (["bench"], "no model has been deployed yet"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):

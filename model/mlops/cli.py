@@ -57,6 +57,14 @@ def _options(model, **values):
         raise typer.Exit(2) from None
 
 
+def _check_range(option: str, value: float, low: float, high: float | None = None) -> None:
+    """A number outside its range is a usage error in the same one-line form as every other error."""
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        typer.secho(f"error: {option} must be {bounds}, got {value}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
 def _without_option(argv: list[str], option: str) -> list[str]:
     """argv minus ``option VALUE`` / ``option=VALUE``."""
     kept, skip = [], False
@@ -164,11 +172,12 @@ def publish(
 def smoke(
     url: Annotated[str, typer.Option(help="the deployed API, e.g. http://transformers-qa-api.transformers-qa:8080")],
     version: Annotated[str, typer.Option(help="the model version it must serve")],
-    timeout: Annotated[float, typer.Option(min=0, help="seconds to wait for that version to be served")] = 900,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for that version to be served")] = 900,
 ) -> None:
     """Wait until a deployed API serves VERSION (ArgoCD rolled it out), then check its answers."""
     from mlops.smoke import smoke as run_smoke
 
+    _check_range("--timeout", timeout, 0)
     _run(run_smoke, url, version, timeout, echo)
 
 
@@ -198,12 +207,13 @@ def ask(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="API port")] = 8080,
+    port: Annotated[int, typer.Option(help="API port (1-65535)")] = 8080,
     triton_url: Annotated[str | None, typer.Option(help="host:port of a running Triton (default: start one with the champion)")] = None,
 ) -> None:
     """Serve the champion: Triton plus the HTTP API and web page; Ctrl-C stops both."""
     from mlops.serving.serve import serve as run_server
 
+    _check_range("--port", port, 1, 65535)
     _run(run_server, Settings.from_env(), host, port, triton_url, echo)
 
 
