@@ -9,7 +9,7 @@ from mlops.data.corpus import Symbol
 _DOC_LINK = re.compile(r"\[`~?(?:[\w]+\.)*([\w]+)`\]")  # [`~PreTrainedModel.save_pretrained`] -> save_pretrained
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPACES = re.compile(r"\s+")
-_ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
+ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
 MAX_SIGNATURE_CHARS = 160
 # The encoder reads 128 tokens, so most argument documentation lies past what the passage shows;
 # each documented argument is indexed as its own short chunk and a symbol scores its best chunk.
@@ -48,12 +48,12 @@ def documented_arguments(docstring: str) -> list[tuple[str, str]]:
     lines = docstring.splitlines()
     arguments = []
     for number, line in enumerate(lines):
-        match = _ARG_LINE.match(line)
+        match = ARG_LINE.match(line)
         if not match:
             continue
         description = [match.group(3)]
         for following in lines[number + 1 :]:
-            if not following.strip() or _ARG_LINE.match(following):
+            if not following.strip() or ARG_LINE.match(following):
                 break
             description.append(following)
         arguments.append((match.group(1), clean_docstring(" ".join(description))))
