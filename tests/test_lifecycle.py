@@ -31,6 +31,7 @@ FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "wha
 @pytest.fixture
 def settings(mlops_home: Path, natural_file: Path, mini_package: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MLOPS_NATURAL_QUESTIONS", str(natural_file))
+    monkeypatch.setenv("MLOPS_NATURAL_DEV", str(natural_file))
     settings = Settings.from_env()
     build_data(settings, mini_package, echo=lambda *_: None)
     return settings

@@ -70,14 +70,16 @@ def test_loading_something_that_is_not_an_export(tmp_path: Path):
         Retriever.load(tmp_path)
 
 
-def test_long_docstrings_are_indexed_in_chunks_and_a_symbol_scores_its_best_chunk(encoder: Encoder, symbols, tmp_path: Path):
-    from mlops.data.text import CHUNK_WORDS, passage_chunks
+def test_each_documented_argument_is_a_chunk_and_a_symbol_scores_its_best_chunk(encoder: Encoder, symbols, tmp_path: Path):
+    from mlops.data.text import passage_chunks
 
     filler = " ".join(["This paragraph describes unrelated configuration details."] * 30)
-    long_doc = symbols[0].model_copy(update={"docstring": f"Runs a job. {filler} It also uploads the final report to an S3 bucket."})
+    doc = (f"Runs a job. {filler}\n\nArgs:\n    report_bucket (`str`, *optional*):\n"
+           "        Where the final report is uploaded when the job ends,\n        an S3 bucket name.\n    retries (`int`): 3.\n")
+    long_doc = symbols[0].model_copy(update={"docstring": doc})
     chunks = passage_chunks(long_doc)
-    assert len(chunks) == 1 + (len(long_doc.docstring.split()) - 1) // CHUNK_WORDS
-    assert all(c.startswith(long_doc.short_name) for c in chunks)
+    assert len(chunks) == 2  # the passage, and one chunk for the one argument described in 3 words or more
+    assert chunks[1] == f"{long_doc.short_name}: report bucket: Where the final report is uploaded when the job ends, an S3 bucket name."
     corpus = [long_doc, *symbols[1:]]
     retriever = Retriever(encoder, corpus, corpus_embeddings(encoder, corpus, tmp_path), bm25_weight=0.0, public_api_prior=0.0)
     assert retriever.search(["upload the report to an S3 bucket"], 1)[0][0]["symbol"] == long_doc.symbol

@@ -7,8 +7,9 @@ Systems compared on the same corpus and questions:
   untuned          all-MiniLM-L6-v2 as shipped, alone
   bm25             BM25 alone (baselines use no prior)
   champion         the registered ``champion`` (its own encoder and weight), if there is one
-Question sets: the dataset's held-out ``test`` split (templated, sliced by category) and the
-hand-written natural questions (sliced by topic; reported, never trained on).
+Question sets: the dataset's held-out ``test`` split (templated, sliced by category), the
+hand-written natural questions (sliced by topic; reported, never trained on) and the hand-written
+development questions (``natural_dev``: what retrieval changes are developed against).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mlops.data import dataset
 from mlops.data.corpus import Symbol
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import GateFailed, MlopsError
-from mlops.eval_sets import load_natural_questions
+from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 from mlops.metrics import KS, score_by_slice
 from mlops.retrieval import Retriever, corpus_embeddings
 from mlops.settings import Settings
@@ -36,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here or in pods)
 
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+SETS = ("test", "natural", "natural_dev")  # the question sets every system is scored on
 
 
 class GateConfig(BaseModel):
@@ -56,12 +58,11 @@ def _test_set(folder: Path, split: str, symbols: dict[str, Symbol]) -> QuestionS
     )
 
 
-def _natural_set(symbols: dict[str, Symbol], path: Path | None) -> QuestionSet:
-    items = load_natural_questions(path) if path else load_natural_questions()
+def _natural_set(symbols: dict[str, Symbol], path: Path) -> QuestionSet:
+    items = load_natural_questions(path)
     missing = sorted({s for q in items for s in q.expected} - symbols.keys())
     if missing:
-        where = path or "eval_sets/natural_questions.yaml"
-        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix {where}")
+        raise MlopsError(f"natural questions expect symbols not in this corpus: {', '.join(missing[:3])}; fix {path}")
     return QuestionSet(questions=[q.question for q in items], expected=[set(q.expected) for q in items], slices=[q.topic for q in items])
 
 
@@ -156,9 +157,13 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     folder = tracking.download(client, run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
     corpus = dataset.load_corpus(folder)
     by_name = {s.symbol: s for s in corpus}
-    sets = {"test": _test_set(folder, "test", by_name), "natural": _natural_set(by_name, settings.natural_questions)}
+    sets = {
+        "test": _test_set(folder, "test", by_name),
+        "natural": _natural_set(by_name, settings.natural_questions or NATURAL_QUESTIONS),
+        "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
+    }
     validation = _test_set(folder, "validation", by_name)
-    counts = f"{len(sets['test'].questions)} test and {len(sets['natural'].questions)} natural questions"
+    counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
 
     def encode_corpus_with(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
@@ -213,7 +218,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
 
 def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> None:
     candidate = report["systems"]["candidate"]
-    metrics = {f"{which}_{k}": v for which in ("test", "natural") for k, v in candidate[which]["overall"].items() if k != "count"}
+    metrics = {f"{which}_{k}": v for which in SETS for k, v in candidate[which]["overall"].items() if k != "count"}
     for name, system in report["systems"].items():
         if name != "candidate":
             metrics[f"baseline_{name}_natural_recall_at_5"] = system["natural"]["overall"]["recall_at_5"]
@@ -231,7 +236,7 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> Non
 
 
 def _print_table(systems: dict, echo) -> None:
-    echo(f"  {'system':<16}" + "".join(f"{which + ' ' + k:>14}" for which in ("test", "natural") for k in ("r@1", "r@5", "mrr")))
+    echo(f"  {'system':<16}" + "".join(f"{which.removeprefix('natural_') + ' ' + k:>14}" for which in SETS for k in ("r@1", "r@5", "mrr")))
     for name, s in systems.items():
-        row = [s[which]["overall"][k] for which in ("test", "natural") for k in ("recall_at_1", "recall_at_5", "mrr")]
+        row = [s[which]["overall"][k] for which in SETS for k in ("recall_at_1", "recall_at_5", "mrr")]
         echo(f"  {name:<16}" + "".join(f"{v:>14.3f}" for v in row))

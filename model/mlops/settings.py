@@ -26,6 +26,7 @@ class Settings(BaseModel):
     tracking_uri: str
     model_name: str = DEFAULT_MODEL_NAME
     natural_questions: Path | None = None  # None: the set shipped in mlops/eval_sets/
+    natural_dev: Path | None = None  # None: the development set shipped in mlops/eval_sets/
     database_url: str | None = None  # feedback store; None: SQLite at <home>/feedback.db
     model_store: str = "s3://models"  # where `mlops publish` puts versions for the cluster's Triton
 
@@ -34,11 +35,13 @@ class Settings(BaseModel):
         home = Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
         natural = os.environ.get("MLOPS_NATURAL_QUESTIONS")
+        natural_dev = os.environ.get("MLOPS_NATURAL_DEV")
         return cls(
             home=home,
             tracking_uri=uri,
             model_name=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME),
             natural_questions=Path(natural) if natural else None,
+            natural_dev=Path(natural_dev) if natural_dev else None,
             database_url=os.environ.get("DATABASE_URL") or None,
             model_store=os.environ.get("MLOPS_MODEL_STORE") or "s3://models",
         )

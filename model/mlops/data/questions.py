@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict
 
 from mlops.data.corpus import Symbol
-from mlops.data.text import clean_docstring, summary
+from mlops.data.text import ARG_LINE, clean_docstring, summary
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-_ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
 MIN_WORDS = 3
 MAX_QUESTION_CHARS = 300
@@ -83,7 +82,7 @@ def argument_questions(symbol: Symbol) -> Iterator[Pair]:
     lines = symbol.docstring.splitlines()
     made = 0
     for number, line in enumerate(lines):
-        match = _ARG_LINE.match(line)
+        match = ARG_LINE.match(line)
         if made >= MAX_ARGUMENT_QUESTIONS:
             break
         if not match:

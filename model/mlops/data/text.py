@@ -9,11 +9,12 @@ from mlops.data.corpus import Symbol
 _DOC_LINK = re.compile(r"\[`~?(?:[\w]+\.)*([\w]+)`\]")  # [`~PreTrainedModel.save_pretrained`] -> save_pretrained
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPACES = re.compile(r"\s+")
+ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
 MAX_SIGNATURE_CHARS = 160
-# The encoder reads 128 tokens; longer docstrings (Trainer.train, generate, ...) document their
-# arguments further down, so those are indexed as extra chunks and a symbol scores its best chunk.
-CHUNK_WORDS = 80
-MAX_EXTRA_CHUNKS = 4
+# The encoder reads 128 tokens, so most argument documentation lies past what the passage shows;
+# each documented argument is indexed as its own short chunk and a symbol scores its best chunk.
+ARGUMENT_CHUNK_WORDS = 40
+MIN_ARGUMENT_WORDS = 3
 
 
 def clean_docstring(text: str) -> str:
@@ -42,9 +43,37 @@ def passage(symbol: Symbol) -> str:
     return f"{symbol.short_name}{signature}\n{identifier_words(symbol.short_name)}. {clean_docstring(symbol.docstring)}"
 
 
+def documented_arguments(docstring: str) -> list[tuple[str, str]]:
+    """(name, cleaned description) of each argument documented HF style; the description may span lines."""
+    lines = docstring.splitlines()
+    arguments = []
+    for number, line in enumerate(lines):
+        match = ARG_LINE.match(line)
+        if not match:
+            continue
+        description = [match.group(3)]
+        for following in lines[number + 1 :]:
+            if not following.strip() or ARG_LINE.match(following):
+                break
+            description.append(following)
+        arguments.append((match.group(1), clean_docstring(" ".join(description))))
+    return arguments
+
+
+def encoder_passage(symbol: Symbol) -> str:
+    """The passage without the signature: what the encoder reads (and trains on) for the whole symbol.
+
+    A signature filled a third of the 128 tokens (all of the 48 used in training) with parameter names
+    and defaults, which users do not ask with; BM25 still reads it in ``passage``.
+    """
+    return f"{symbol.short_name}\n{identifier_words(symbol.short_name)}. {clean_docstring(symbol.docstring)}"
+
+
 def passage_chunks(symbol: Symbol) -> list[str]:
-    """The passage, then the rest of a long docstring in windows of CHUNK_WORDS words, each naming the symbol."""
-    words = clean_docstring(symbol.docstring).split()
-    end = min(len(words), CHUNK_WORDS * (MAX_EXTRA_CHUNKS + 1))
-    rest = [f"{symbol.short_name}: {' '.join(words[start : start + CHUNK_WORDS])}" for start in range(CHUNK_WORDS, end, CHUNK_WORDS)]
-    return [passage(symbol), *rest]
+    """What the encoder indexes: ``encoder_passage``, then one chunk per documented argument."""
+    arguments = [
+        f"{symbol.short_name}: {identifier_words(name)}: {' '.join(words[:ARGUMENT_CHUNK_WORDS])}"
+        for name, description in documented_arguments(symbol.docstring)
+        if len(words := description.split()) >= MIN_ARGUMENT_WORDS
+    ]
+    return [encoder_passage(symbol), *arguments]

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlops.errors import MlopsError
 
 NATURAL_QUESTIONS = Path(__file__).with_name("natural_questions.yaml")
+# Written separately for development (failure analysis, comparing variants), so the set above stays for reporting.
+NATURAL_DEV = Path(__file__).with_name("natural_dev.yaml")
 
 
 class NaturalQuestion(BaseModel):
