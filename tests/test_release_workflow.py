@@ -75,7 +75,7 @@ def override(name: str, argv: list[str], source: Path, api_url: str | None) -> l
 def pipeline_environment(home: Path, natural_file: Path) -> dict[str, str]:
     config = next(d for d in DOCS if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mlops-pipeline")
     env = {**os.environ, **{k: v for k, v in config["data"].items() if k not in CLUSTER_ENDPOINTS}}
-    env.update(MLOPS_HOME=str(home), MLOPS_NATURAL_QUESTIONS=str(natural_file), GIT_SHA="0" * 40)
+    env.update(MLOPS_HOME=str(home), MLOPS_NATURAL_QUESTIONS=str(natural_file), MLOPS_NATURAL_DEV=str(natural_file), GIT_SHA="0" * 40)
     for key in ("MLFLOW_TRACKING_URI", "DATABASE_URL"):
         env.pop(key, None)
     return env
