@@ -221,24 +221,15 @@ GOOD = {
     },
 }
 
-GOOD_MULTI_SOURCE = {
-    "apiVersion": API_VERSION,
-    "kind": "Application",
-    "metadata": {"name": "platform-fixture", "namespace": "argocd", "annotations": {SYNC_WAVE: "0"}},
-    "spec": {
-        "project": "default",
-        "sources": [
-            {
-                "repoURL": "https://charts.example.com",
-                "chart": "some-chart",
-                "targetRevision": "1.2.3",
-                "helm": {"valueFiles": ["$values/gitops/envs/dev/values/service.yaml"]},
-            },
-            {"repoURL": "https://github.com/transformers-qa/transformers-qa", "targetRevision": "main", "ref": "values"},
-        ],
-        "destination": {"server": "https://kubernetes.default.svc", "namespace": "platform"},
-    },
-}
+# An upstream chart with its values from this repository (the platform Applications' shape).
+GOOD_MULTI_SOURCE = copy.deepcopy(GOOD)
+GOOD_MULTI_SOURCE["metadata"].update(name="platform-fixture", annotations={SYNC_WAVE: "0"})
+del GOOD_MULTI_SOURCE["spec"]["source"]
+GOOD_MULTI_SOURCE["spec"]["sources"] = [
+    {"repoURL": "https://charts.example.com", "chart": "some-chart", "targetRevision": "1.2.3",
+     "helm": {"valueFiles": ["$values/gitops/envs/dev/values/service.yaml"]}},
+    {"repoURL": "https://github.com/transformers-qa/transformers-qa", "targetRevision": "main", "ref": "values"},
+]
 
 
 def mutated(base: dict, change) -> dict:

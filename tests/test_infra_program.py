@@ -15,7 +15,7 @@ import pulumi
 import pytest
 
 from infra.config import PROJECT, parse
-from infra.program import build
+from infra.program import build, cluster_secrets
 from test_infra_config import STACKS, stack_values
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
@@ -26,6 +26,7 @@ SECRETS = {"db_password": "db secret/value", "db_admin_password": "admin-secret-
 
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
+    volumes: list[str] = field(default_factory=list)  # the stack's volume names, in config order
     resources: list = field(default_factory=list)
     calls: list = field(default_factory=list)
 
@@ -46,7 +47,9 @@ class Recorder(pulumi.runtime.Mocks):
         if args.typ == "openstack:sharedfilesystem/share:Share":
             outputs["export_locations"] = [{"path": f"10.140.81.110:6789:/volumes/_nogroup/{args.name}", "preferred": True}]
         if args.typ == "openstack:compute/volumeAttach:VolumeAttach":
-            outputs["device"] = f"/dev/vd{'bcdefg'[len(self.of(args.typ)) - 1]}"
+            # By the volume's place in the config, not by registration order (which is asynchronous).
+            (index,) = [i for i, volume in enumerate(self.volumes) if args.name.endswith(f"-{volume}-attach")]
+            outputs["device"] = f"/dev/vd{'bcdefg'[index]}"
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -69,11 +72,11 @@ class Recorder(pulumi.runtime.Mocks):
 
 def run(stack: str, values: dict | None = None) -> tuple[Recorder, dict]:
     """Run the program for a stack under mocks; the recorder and the resolved stack outputs."""
-    mocks = Recorder()
+    config = parse(stack, values or stack_values(stack))
+    mocks = Recorder(volumes=[v.name for v in config.volumes])
     # Pulumi's runtime runs on the thread's current event loop; earlier tests (asyncio.run) leave none.
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    config = parse(stack, values or stack_values(stack))
     resolved: dict = {}
 
     @pulumi.runtime.test
@@ -254,3 +257,9 @@ def test_dynamic_providers_unpickle_in_a_separate_process(tmp_path):
         loaded = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert loaded.returncode == 0, loaded.stderr[-2000:]
         assert loaded.stdout.startswith(f"{type(provider).__name__} {sorted(provider.__dict__.items())}")
+
+
+def test_staging_gets_the_deploy_key_and_githubs_host_key():
+    made = {(s["namespace"], s["name"]): s["data"] for s in cluster_secrets({**SECRETS, "gitops_deploy_key": "KEY"})}
+    key = made[("argo", "gitops-deploy-key")]  # the release workflow's promote step mounts it
+    assert key["ssh-privatekey"] == "KEY" and key["known_hosts"].startswith("github.com ssh-ed25519 ")
