@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mlops.data.corpus import extract_symbols
+from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import MlopsError
 from mlops.retrieval import Retriever, corpus_embeddings, lexical_tokens
@@ -71,13 +72,11 @@ def test_loading_something_that_is_not_an_export(tmp_path: Path):
 
 
 def test_each_documented_argument_is_a_chunk_and_a_symbol_scores_its_best_chunk(encoder: Encoder, symbols, tmp_path: Path):
-    from mlops.data.text import passage_chunks
-
     filler = " ".join(["This paragraph describes unrelated configuration details."] * 30)
     doc = (f"Runs a job. {filler}\n\nArgs:\n    report_bucket (`str`, *optional*):\n"
            "        Where the final report is uploaded when the job ends,\n        an S3 bucket name.\n    retries (`int`): 3.\n")
     long_doc = symbols[0].model_copy(update={"docstring": doc})
-    chunks = passage_chunks(long_doc)
+    chunks = corpus_chunks([long_doc])[0]
     assert len(chunks) == 2  # the passage, and one chunk for the one argument described in 3 words or more
     assert chunks[1] == f"{long_doc.short_name}: report bucket: Where the final report is uploaded when the job ends, an S3 bucket name."
     corpus = [long_doc, *symbols[1:]]
@@ -85,3 +84,20 @@ def test_each_documented_argument_is_a_chunk_and_a_symbol_scores_its_best_chunk(
     assert retriever.search(["upload the report to an S3 bucket"], 1)[0][0]["symbol"] == long_doc.symbol
     with pytest.raises(MlopsError, match="passage chunks"):
         Retriever(encoder, corpus, corpus_embeddings(encoder, symbols, tmp_path), bm25_weight=0.0)
+
+
+def test_an_argument_description_many_symbols_share_is_not_indexed(symbols):
+    shared = "hidden_states (`tuple`):\n        Hidden states of the model at the output of each layer."
+    own = "top_k (`int`):\n        How many candidates to keep at every step."
+
+    def documented(symbol, *arguments):
+        return symbol.model_copy(update={"docstring": "Does a thing.\n\nArgs:\n    " + "\n    ".join(arguments)})
+
+    def argument_chunks(corpus):
+        return [len(chunks) - 1 for chunks in corpus_chunks(corpus)]
+
+    sharing = BOILERPLATE_MAX_SYMBOLS
+    assert argument_chunks([documented(s, shared) for s in symbols[:sharing]]) == [1] * sharing
+    corpus = [documented(s, shared) for s in symbols[: sharing + 1]] + [documented(symbols[sharing + 1], shared, own)]
+    assert argument_chunks(corpus) == [0] * (sharing + 1) + [1]
+    assert corpus_chunks(corpus)[-1][1].endswith("How many candidates to keep at every step.")

@@ -18,7 +18,7 @@ import bm25s
 import numpy as np
 
 from mlops.data.corpus import Symbol
-from mlops.data.text import clean_docstring, identifier_words, passage, passage_chunks
+from mlops.data.text import clean_docstring, corpus_chunks, identifier_words, passage
 from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
 from mlops.errors import MlopsError
 
@@ -69,7 +69,7 @@ class Retriever:
         self.encoder = encoder
         self.symbols = symbols
         self.embeddings = embeddings  # one row per chunk; chunks of one symbol are contiguous
-        counts = [len(passage_chunks(s)) for s in symbols]
+        counts = [len(chunks) for chunks in corpus_chunks(symbols)]
         self.chunk_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         if embeddings is not None and embeddings.shape[0] != sum(counts):
             raise MlopsError(f"{embeddings.shape[0]} embeddings for {sum(counts)} passage chunks; re-export the model")
@@ -159,7 +159,7 @@ class Retriever:
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
     """Embeddings of every passage chunk, cached on disk by (model weights hash, chunks hash): encoding is the slow part."""
-    texts = [chunk for s in symbols for chunk in passage_chunks(s)]
+    texts = [chunk for chunks in corpus_chunks(symbols) for chunk in chunks]
     if cache_dir is None:
         return encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 from mlops.data.corpus import Symbol
 
@@ -15,6 +17,7 @@ MAX_SIGNATURE_CHARS = 160
 # each documented argument is indexed as its own short chunk and a symbol scores its best chunk.
 ARGUMENT_CHUNK_WORDS = 40
 MIN_ARGUMENT_WORDS = 3
+BOILERPLATE_MAX_SYMBOLS = 3
 
 
 def clean_docstring(text: str) -> str:
@@ -69,11 +72,25 @@ def encoder_passage(symbol: Symbol) -> str:
     return f"{symbol.short_name}\n{identifier_words(symbol.short_name)}. {clean_docstring(symbol.docstring)}"
 
 
-def passage_chunks(symbol: Symbol) -> list[str]:
-    """What the encoder indexes: ``encoder_passage``, then one chunk per documented argument."""
-    arguments = [
-        f"{symbol.short_name}: {identifier_words(name)}: {' '.join(words[:ARGUMENT_CHUNK_WORDS])}"
-        for name, description in documented_arguments(symbol.docstring)
-        if len(words := description.split()) >= MIN_ARGUMENT_WORDS
+def _argument_chunks(symbol: Symbol) -> list[tuple[str, str]]:
+    """(description, chunk) for each argument documented in enough words to say something."""
+    return [
+        (description := " ".join(words[:ARGUMENT_CHUNK_WORDS]), f"{symbol.short_name}: {identifier_words(name)}: {description}")
+        for name, text in documented_arguments(symbol.docstring)
+        if len(words := text.split()) >= MIN_ARGUMENT_WORDS
     ]
-    return [encoder_passage(symbol), *arguments]
+
+
+def corpus_chunks(symbols: Sequence[Symbol]) -> list[list[str]]:
+    """What the encoder indexes, per symbol: ``encoder_passage``, then one chunk per documented argument.
+
+    An argument description that more than ``BOILERPLATE_MAX_SYMBOLS`` symbols share word for word
+    (the ``hidden_states`` of every model output class, say) is boilerplate: it cannot tell those
+    symbols apart, and a question that happens to match it pulls all of them above the answer.
+    """
+    arguments = [_argument_chunks(s) for s in symbols]
+    sharing = Counter(description for chunks in arguments for description in {d for d, _ in chunks})
+    return [
+        [encoder_passage(s), *(chunk for description, chunk in chunks if sharing[description] <= BOILERPLATE_MAX_SYMBOLS)]
+        for s, chunks in zip(symbols, arguments, strict=True)
+    ]
