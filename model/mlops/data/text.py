@@ -85,7 +85,7 @@ def corpus_chunks(symbols: Sequence[Symbol]) -> list[list[str]]:
     """What the encoder indexes, per symbol: ``encoder_passage``, then one chunk per documented argument.
 
     An argument description that more than ``BOILERPLATE_MAX_SYMBOLS`` symbols share word for word
-    (the ``hidden_states`` of every model output class, say) is boilerplate: it cannot tell those
+    (the ``hidden_states`` field that dozens of model-output classes repeat, say) is boilerplate: it cannot tell those
     symbols apart, and a question that happens to match it pulls all of them above the answer.
     """
     arguments = [_argument_chunks(s) for s in symbols]
