@@ -14,6 +14,7 @@ import pytest
 from mlops import deploy as deploy_module
 from mlops import registry, tracking
 from mlops.ask import ask
+from mlops.data import dataset
 from mlops.deploy import deploy
 from mlops.errors import GateFailed, MlopsError
 from mlops.evaluate import GateConfig, evaluate
@@ -66,12 +67,17 @@ def test_training_logs_params_loss_and_model(settings: Settings):
 
 
 def test_gate_blocks_a_broken_candidate(settings: Settings):
-    broken = TrainConfig(max_steps=12, batch_size=8, learning_rate=2e-3, shuffle_labels=True, rules=FAST["rules"])
+    trained_rules = ("how", "summary", "argument")
+    broken = TrainConfig(max_steps=12, batch_size=8, learning_rate=2e-3, shuffle_labels=True, rules=trained_rules)
     run_id = train(settings, broken, echo=lambda *_: None)
-    with pytest.raises(GateFailed, match="candidate_dense test mrr > untuned test mrr is false"):
+    with pytest.raises(GateFailed, match="candidate_dense test_trained_rules mrr > untuned test_trained_rules mrr is false"):
         evaluate(settings, run_id, GateConfig(), echo=lambda *_: None)
     report = json.loads((settings.reports_dir / run_id / "report.json").read_text())
     assert report["gate"]["passed"] is False
+    # The encoder check read only the test questions of the rules the run trained on.
+    test_pairs = dataset.load_split(dataset.resolve(settings.datasets_dir, None), "test")
+    gate_count = report["systems"]["untuned"]["test_trained_rules"]["overall"]["count"]
+    assert gate_count == sum(p.rule in trained_rules for p in test_pairs) < len(test_pairs)
     assert set(report["systems"]) == {"candidate", "candidate_dense", "untuned", "bm25"}
     assert (settings.reports_dir / run_id / "metrics.png").stat().st_size > 10_000
     client = tracking.configure(settings)

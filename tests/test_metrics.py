@@ -1,5 +1,6 @@
 import pytest
 
+from mlops.evaluate import GATE_SET, GateConfig, decide_gate
 from mlops.metrics import score_by_slice, score_rankings
 
 
@@ -18,3 +19,21 @@ def test_slices():
     result = score_by_slice([["a"], ["b"]], [{"a"}, {"a"}], ["s1", "s2"])
     assert result["overall"]["recall_at_1"] == 0.5
     assert result["slices"]["s1"]["recall_at_1"] == 1.0 and result["slices"]["s2"]["recall_at_1"] == 0.0
+
+
+def _systems(**mrr: tuple[float, float]) -> dict:
+    """System name -> (test MRR, MRR on the test questions of the trained rules)."""
+    return {name: {"test": {"overall": {"mrr": whole}}, GATE_SET: {"overall": {"mrr": trained}}} for name, (whole, trained) in mrr.items()}
+
+
+def test_gate_compares_encoders_on_the_trained_rules_and_systems_on_the_whole_split():
+    # Worse than the untuned encoder over the whole split (its untrained "What does X do?" questions), better on what it trained on.
+    passed, reason, _ = decide_gate(_systems(candidate_dense=(0.83, 0.93), untuned=(0.85, 0.87), candidate=(0.92, 0.95)), GateConfig())
+    assert passed, reason
+    passed, reason, _ = decide_gate(_systems(candidate_dense=(0.90, 0.86), untuned=(0.85, 0.87), candidate=(0.92, 0.95)), GateConfig())
+    assert not passed and reason == "candidate_dense test_trained_rules mrr > untuned test_trained_rules mrr is false (0.8600 vs 0.8700)"
+    # Against the champion the deployed system counts, on every test question, within the tolerance.
+    systems = _systems(candidate_dense=(0.83, 0.93), untuned=(0.85, 0.87), candidate=(0.92, 0.99), champion=(0.94, 0.90))
+    passed, reason, _ = decide_gate(systems, GateConfig(tolerance=0.01))
+    assert not passed and reason.startswith("candidate test mrr >= champion test mrr - 0.01 is false")
+    assert decide_gate(systems, GateConfig(tolerance=0.03))[0]
