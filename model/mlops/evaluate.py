@@ -8,8 +8,9 @@ Systems compared on the same corpus and questions:
   bm25             BM25 alone (baselines use no prior)
   champion         the registered ``champion`` (its own encoder and weight), if there is one
 Question sets: the dataset's held-out ``test`` split (templated, sliced by category), the
-hand-written natural questions (sliced by topic; reported, never trained on) and the hand-written
-development questions (``natural_dev``: what retrieval changes are developed against).
+hand-written natural questions (sliced by topic; reported, never trained on), the hand-written
+development questions (``natural_dev``: what retrieval changes are developed against), and the
+test questions of the rules the run trained on (``test_trained_rules``: what the gate's encoder check reads).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class QuestionSet(BaseModel):
 
 
 def _test_set(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None) -> QuestionSet:
-    """A split's questions, only those made by ``rules`` when given (all of them if none is)."""
+    """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise)."""
     pairs = dataset.load_split(folder, split)
     if rules and any(p.rule in rules for p in pairs):
         pairs = [p for p in pairs if p.rule in rules]
