@@ -37,3 +37,30 @@ def test_gate_compares_encoders_on_the_trained_rules_and_systems_on_the_whole_sp
     passed, reason, _ = decide_gate(systems, GateConfig(tolerance=0.01))
     assert not passed and reason.startswith("candidate test mrr >= champion test mrr - 0.01 is false")
     assert decide_gate(systems, GateConfig(tolerance=0.03))[0]
+
+
+def test_gate_question_set_follows_the_logged_rules_and_falls_back_to_the_whole_split(mini_package, tmp_path):
+    from types import SimpleNamespace
+
+    from mlops.data import dataset
+    from mlops.data.corpus import extract_symbols
+    from mlops.evaluate import _test_set, _trained_rules
+
+    symbols = extract_symbols(mini_package, include=(), exclude=())[0]
+    folder = tmp_path / dataset.build_dataset(symbols, tmp_path, source="mini")[0]
+    by_name = {s.symbol: s for s in symbols}
+    pairs = dataset.load_split(folder, "train")
+    rules = {p.rule for p in pairs}
+    assert {"what", "how"} <= rules  # the fixture makes both kinds, so the filter below has something to drop
+
+    # MLflow logs the rules tuple as its repr; a run from before rules were logged has no such param.
+    assert _trained_rules(SimpleNamespace(data=SimpleNamespace(params={"rules": "('how', 'argument')"}))) == {"how", "argument"}
+    assert _trained_rules(SimpleNamespace(data=SimpleNamespace(params={}))) == set()
+
+    def questions(rule_set):
+        return _test_set(folder, "train", by_name, rule_set).questions
+
+    assert questions({"how"}) == [p.question for p in pairs if p.rule == "how"]
+    every = [p.question for p in pairs]
+    assert questions(set()) == every  # nothing logged: the whole split
+    assert questions({"no-such-rule"}) == every  # logged rules that made no question here: the whole split too
