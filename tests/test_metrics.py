@@ -1,6 +1,10 @@
+from types import SimpleNamespace
+
 import pytest
 
-from mlops.evaluate import GATE_SET, GateConfig, decide_gate
+from mlops.data import dataset
+from mlops.data.corpus import extract_symbols
+from mlops.evaluate import GATE_SET, GateConfig, _test_set, _trained_rules, decide_gate
 from mlops.metrics import score_by_slice, score_rankings
 
 
@@ -40,12 +44,6 @@ def test_gate_compares_encoders_on_the_trained_rules_and_systems_on_the_whole_sp
 
 
 def test_gate_question_set_follows_the_logged_rules_and_falls_back_to_the_whole_split(mini_package, tmp_path):
-    from types import SimpleNamespace
-
-    from mlops.data import dataset
-    from mlops.data.corpus import extract_symbols
-    from mlops.evaluate import _test_set, _trained_rules
-
     symbols = extract_symbols(mini_package, include=(), exclude=())[0]
     folder = tmp_path / dataset.build_dataset(symbols, tmp_path, source="mini")[0]
     by_name = {s.symbol: s for s in symbols}
