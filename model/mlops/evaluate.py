@@ -171,16 +171,19 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     folder = tracking.download(client, run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
     corpus = dataset.load_corpus(folder)
     by_name = {s.symbol: s for s in corpus}
+    trained_rules = _trained_rules(run)
     sets = {
         "test": _test_set(folder, "test", by_name),
         "natural": _natural_set(by_name, settings.natural_questions or NATURAL_QUESTIONS),
         "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
-        GATE_SET: _test_set(folder, "test", by_name, _trained_rules(run)),
+        GATE_SET: _test_set(folder, "test", by_name, trained_rules),
     }
     validation = _test_set(folder, "validation", by_name)
     counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
-    echo(f"  the gate compares the encoders on the {len(sets[GATE_SET].questions)} test questions of the rules the run trained on")
+    # The counts show a fallback to the whole split (no rules logged, or none that made a test question).
+    echo(f"  the gate compares the encoders on {len(sets[GATE_SET].questions)} of the {len(sets['test'].questions)} test questions"
+         f" (rules the run trained on: {', '.join(sorted(trained_rules)) or 'none logged'})")
 
     def encode_corpus_with(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
         echo(f"  encoding the corpus with the {label} encoder")
