@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import dedent
 from mlops.data.corpus import category_of, extract_symbols
-from mlops.data.text import identifier_words, passage
+from mlops.data.text import identifier_words, lexical_passage, passage
 from mlops.errors import MlopsError
 
 
@@ -24,6 +25,28 @@ def test_extracts_public_documented_symbols_with_provenance(mini_package: Path):
     exported = {s.symbol for s in symbols if s.exported}
     assert {"minilib.training.Trainer", "minilib.training.Trainer.resume", "minilib.generation.utils.TextStreamer"} <= exported
     assert "minilib.metrics.accuracy" not in exported
+
+
+def test_code_words_are_the_identifiers_a_symbol_source_uses(tmp_path: Path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "stopping.py").write_text(dedent('''
+        class MaxTime(Criteria):
+            """Stops generation after a while."""
+
+            def __init__(self, max_time: float):
+                self.initial_timestamp = time.time()
+
+            def is_done(self, scores, **kwargs):
+                """True once the budget is spent."""
+                return time.time() - self.initial_timestamp > self.max_time
+        '''))
+    by_name = {s.name: s for s in extract_symbols(package, include=(), exclude=())[0]}
+    # A class carries its methods' words; each word once, sorted, so the corpus hash is stable.
+    assert by_name["MaxTime"].code_words == "Criteria float initial_timestamp kwargs max_time scores self time"
+    assert by_name["is_done"].code_words == "initial_timestamp kwargs max_time scores self time"
+    assert by_name["MaxTime"].code_words in lexical_passage(by_name["MaxTime"])
+    assert by_name["MaxTime"].code_words not in passage(by_name["MaxTime"])  # the encoder never reads them
 
 
 def test_leaves_out_private_undocumented_and_test_helpers(mini_package: Path):

@@ -66,6 +66,14 @@ def test_bm25_only_and_bad_arguments(symbols):
         Retriever(None, symbols, None, bm25_weight=0.5)
 
 
+def test_bm25_reads_the_words_of_a_symbol_code(symbols):
+    question = ["watchdog heartbeat?"]
+    assert Retriever(None, symbols, None, 1.0, public_api_prior=0.0).scores(question).max() == 0.0  # in no docstring
+    target = next(i for i, s in enumerate(symbols) if s.symbol == "minilib.distributed.init_process_group")
+    symbols[target] = symbols[target].model_copy(update={"code_words": "heartbeat_interval store watchdog"})
+    assert Retriever(None, symbols, None, 1.0).search(question, 1)[0][0]["symbol"] == "minilib.distributed.init_process_group"
+
+
 def test_loading_something_that_is_not_an_export(tmp_path: Path):
     with pytest.raises(MlopsError, match="not an exported model"):
         Retriever.load(tmp_path)

@@ -18,7 +18,7 @@ import bm25s
 import numpy as np
 
 from mlops.data.corpus import Symbol
-from mlops.data.text import clean_docstring, corpus_chunks, identifier_words, passage
+from mlops.data.text import clean_docstring, corpus_chunks, identifier_words, lexical_passage
 from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
 from mlops.errors import MlopsError
 
@@ -76,7 +76,7 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
-        self.bm25 = BM25Index([passage(s) for s in symbols])
+        self.bm25 = BM25Index([lexical_passage(s) for s in symbols])
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""

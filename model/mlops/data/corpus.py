@@ -39,6 +39,7 @@ class Symbol(BaseModel):
     line: int
     category: str  # slice used in evaluation, e.g. "generation", "training", "modeling"
     exported: bool = False  # its top-level name is exported by a package __init__ (the public API surface)
+    code_words: str = ""  # identifiers its source uses (see code_words): BM25 reads them, the encoder does not
 
     @property
     def name(self) -> str:
@@ -109,6 +110,25 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> s
     return f"({text})"
 
 
+def code_words(node: ast.AST) -> str:
+    """The distinct names, attributes and argument names used in ``node``'s source, sorted.
+
+    Users describe what code does in the words its code is written with ("keys and values",
+    "max time", "tie weights") more often than in its docstring's; a class includes its methods.
+    """
+    words = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            words.add(child.id)
+        elif isinstance(child, ast.Attribute):
+            words.add(child.attr)
+        elif isinstance(child, ast.arg):
+            words.add(child.arg)
+        elif isinstance(child, ast.keyword) and child.arg:
+            words.add(child.arg)
+    return " ".join(sorted(words))
+
+
 def _is_test_helper(name: str) -> bool:
     return name.startswith("test_") or name.startswith("Test")
 
@@ -131,6 +151,7 @@ def _walk(body: list[ast.stmt], module: str, rel: str, prefix: str, in_class: bo
                 path=rel,
                 line=node.lineno,
                 category=category_of(rel),
+                code_words=code_words(node),
             )
         if isinstance(node, ast.ClassDef):  # methods and nested classes; functions inside functions are not API
             yield from _walk(node.body, module, rel, f"{qualified}.", True)
@@ -164,6 +185,7 @@ def _auto_classes(tree: ast.Module, module: str, rel: str) -> Iterator[Symbol]:
             path=rel,
             line=classes[name].lineno,
             category=category_of(rel),
+            code_words=code_words(classes[name]),
         )
 
 

@@ -46,6 +46,11 @@ def passage(symbol: Symbol) -> str:
     return f"{symbol.short_name}{signature}\n{identifier_words(symbol.short_name)}. {clean_docstring(symbol.docstring)}"
 
 
+def lexical_passage(symbol: Symbol) -> str:
+    """What BM25 reads: the passage, then the identifiers the symbol's source uses."""
+    return f"{passage(symbol)}\n{symbol.code_words}"
+
+
 def documented_arguments(docstring: str) -> list[tuple[str, str]]:
     """(name, cleaned description) of each argument documented HF style; the description may span lines."""
     lines = docstring.splitlines()
