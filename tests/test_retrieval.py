@@ -8,7 +8,8 @@ from mlops.data.corpus import extract_symbols
 from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import MlopsError
-from mlops.retrieval import Retriever, corpus_embeddings, lexical_tokens
+from mlops.lexical import QueryExpansion
+from mlops.retrieval import Retriever, corpus_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +20,6 @@ def encoder() -> Encoder:
 @pytest.fixture
 def symbols(mini_package: Path):
     return extract_symbols(mini_package, include=(), exclude=())[0]
-
-
-def test_lexical_tokens_split_identifiers_and_stem():
-    assert lexical_tokens("How do I use gradient_checkpointing_enable on PreTrainedModel?") == [
-        "use", "gradient", "checkpoint", "enable", "pre", "train", "model"]
 
 
 def test_search_answers_best_first_with_provenance(encoder: Encoder, symbols, tmp_path: Path):
@@ -45,12 +41,29 @@ def test_embeddings_are_cached_by_model_and_corpus(encoder: Encoder, symbols, tm
 
 
 def test_save_and_load_give_identical_answers(encoder: Encoder, symbols, tmp_path: Path):
-    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.4)
+    expansion = QueryExpansion(weight=0.5, entries={"heartbeat": "communication processes"})
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.4, query_expansion=expansion)
     retriever.save(tmp_path / "export", manifest={"model_version": "1"})
     loaded = Retriever.load(tmp_path / "export")
-    questions = ["print tokens while generating", "too many log messages"]
+    questions = ["print tokens while generating", "too many log messages", "heartbeat"]
     assert loaded.search(questions, 5) == retriever.search(questions, 5)
+    assert loaded.query_expansion == expansion
     assert json.loads((tmp_path / "export" / "retrieval.json").read_text())["model_version"] == "1"
+
+
+def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encoder: Encoder, symbols, tmp_path: Path):
+    expansion = QueryExpansion(weight=0.5, entries={"heartbeat": "communication processes"})
+    assert Retriever(None, symbols, None, 1.0, public_api_prior=0.0, query_expansion=None).scores(["heartbeat"]).max() == 0.0
+    assert Retriever(None, symbols, None, 1.0, query_expansion=expansion).search(["heartbeat"], 1)[0][0]["symbol"] == (
+        "minilib.distributed.init_process_group")
+    Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), 0.4, query_expansion=expansion).save(tmp_path, {})
+    settings_file = tmp_path / "retrieval.json"
+    settings = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({key: value for key, value in settings.items() if key != "query_expansion"}))
+    assert Retriever.load(tmp_path).query_expansion is None
+    settings_file.write_text(json.dumps({**settings, "query_expansion": {"weight": 5, "entries": {"a": "b"}}}))
+    with pytest.raises(MlopsError, match="query_expansion is invalid.*re-export"):
+        Retriever.load(tmp_path)
 
 
 def test_bm25_only_and_bad_arguments(symbols):

@@ -196,10 +196,10 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
     retrievers = {
         "candidate": Retriever(cand_encoder, corpus, cand_emb, weight),
-        # Baselines are the plain methods: no fusion, no public-API prior.
+        # Baselines are the plain methods: no fusion, no public-API prior, no query expansion.
         "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
         "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
-        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0),
+        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0, query_expansion=None),
     }
     champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:

@@ -10,58 +10,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import bm25s
 import numpy as np
+from pydantic import ValidationError
 
 from mlops.data.corpus import Symbol
-from mlops.data.text import clean_docstring, corpus_chunks, identifier_words, lexical_passage
+from mlops.data.text import clean_docstring, corpus_chunks, lexical_passage
 from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
 from mlops.errors import MlopsError
+from mlops.lexical import BM25Index, QueryExpansion, load_query_expansion
 
 ANSWER_TEXT_CHARS = 1200
-_WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN) | {"how", "do", "can", "what", "i", "my", "me", "want"}
-
-
-def _stem(word: str) -> str:
-    """A crude suffix stripper: enough for 'checkpointing' to meet 'checkpoint' in BM25."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4 and not word.endswith("ss"):
-            return word[: -len(suffix)]
-    return word
-
-
-def lexical_tokens(text: str) -> list[str]:
-    words = _WORD.findall(identifier_words(text).lower())
-    return [_stem(w) for w in words if w not in _STOPWORDS]
-
-
-class BM25Index:
-    def __init__(self, passages: Sequence[str]):
-        self._bm25 = bm25s.BM25()
-        self._bm25.index([lexical_tokens(p) for p in passages], show_progress=False)
-        self.size = len(passages)
-
-    def scores(self, question: str) -> np.ndarray:
-        tokens = lexical_tokens(question)
-        if not tokens:
-            return np.zeros(self.size, dtype=np.float32)
-        return self._bm25.get_scores(tokens).astype(np.float32)
-
 
 # Users ask about the public API far more than about internals: a small bonus for exported symbols.
 PUBLIC_API_PRIOR = 0.1
+# Users ask in their own words; the shipped thesaurus adds the library's words to BM25 (query_expansion.yaml).
+QUERY_EXPANSION = load_query_expansion()
 
 
 class Retriever:
-    """Score = (1 - w) * cosine + w * BM25 / (max BM25 of that question) + prior * (symbol is exported)."""
+    """Score = (1 - w) * cosine + w * BM25 / (max BM25 of that question) + prior * (symbol is exported).
+
+    BM25 reads the question expanded by ``query_expansion`` (None: the question's own words only).
+    """
 
     def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
-                 public_api_prior: float = PUBLIC_API_PRIOR):
+                 public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = QUERY_EXPANSION):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
@@ -76,7 +52,8 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
-        self.bm25 = BM25Index([lexical_passage(s) for s in symbols])
+        self.query_expansion = query_expansion
+        self.bm25 = BM25Index([lexical_passage(s) for s in symbols], query_expansion)
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
@@ -142,7 +119,8 @@ class Retriever:
         with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
         np.save(folder / "embeddings.npy", self.embeddings)
-        settings = {"bm25_weight": self.bm25_weight, "public_api_prior": self.public_api_prior, **manifest}
+        expansion = self.query_expansion.model_dump() if self.query_expansion else None
+        settings = {"bm25_weight": self.bm25_weight, "public_api_prior": self.public_api_prior, "query_expansion": expansion, **manifest}
         (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
@@ -154,7 +132,13 @@ class Retriever:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
         symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
         embeddings = np.load(folder / "embeddings.npy")
-        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"])
+        # The thesaurus travels with the export, so a version answers as it did when deployed; exports made
+        # before query expansion have none.
+        try:
+            expansion = QueryExpansion.model_validate(settings["query_expansion"]) if settings.get("query_expansion") else None
+        except ValidationError as exc:
+            raise MlopsError(f"{settings_file}: query_expansion is invalid ({exc.errors()[0]['msg']}); re-export the model") from None
+        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"], expansion)
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:

@@ -29,7 +29,7 @@ from mlops.data import dataset
 from mlops.data.text import passage
 from mlops.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
 from mlops.errors import MlopsError
-from mlops.retrieval import BM25Index
+from mlops.lexical import BM25Index
 from mlops.settings import Settings
 
 LOG_EVERY = 5
@@ -89,7 +89,9 @@ def _training_examples(folder: Path, config: TrainConfig) -> list[Example]:
         answers = [i for _, i in pairs]
         random.Random(config.seed).shuffle(answers)
         pairs = [(q, i) for (q, _), i in zip(pairs, answers, strict=True)]
-    bm25 = BM25Index(texts)  # the docstring's words, not the code's: code-word negatives were no better (README)
+    # The docstring's words, not the code's, and no query expansion: training questions already use the
+    # docstring's words, and code-word negatives were no better (README).
+    bm25 = BM25Index(texts)
     same_text: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         same_text.setdefault(text, []).append(i)
