@@ -4,12 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlops import lexical
 from mlops.data.corpus import extract_symbols
 from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import MlopsError
-from mlops.lexical import QueryExpansion
-from mlops.retrieval import Retriever, corpus_embeddings
+from mlops.lexical import QueryExpansion, load_query_expansion
+from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,15 @@ def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encode
     settings_file.write_text(json.dumps({**settings, "query_expansion": {"weight": 5, "entries": {"a": "b"}}}))
     with pytest.raises(MlopsError, match="query_expansion is invalid.*re-export"):
         Retriever.load(tmp_path)
+
+
+def test_the_deployed_system_reads_the_shipped_thesaurus_when_built(symbols, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    assert deployed_retriever(None, symbols, None, 1.0).query_expansion == load_query_expansion()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("weight: 3\nentries: {settings: config}\n")
+    monkeypatch.setattr(lexical, "QUERY_EXPANSION_FILE", broken)
+    with pytest.raises(MlopsError, match="broken.yaml is invalid at weight"):
+        deployed_retriever(None, symbols, None, 1.0)
 
 
 def test_bm25_only_and_bad_arguments(symbols):

@@ -32,7 +32,7 @@ from mlops.encoder import Encoder, base_model_path
 from mlops.errors import GateFailed, MlopsError
 from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 from mlops.metrics import KS, score_by_slice
-from mlops.retrieval import Retriever, corpus_embeddings
+from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
 from mlops.settings import Settings
 
 matplotlib.use("Agg")
@@ -90,7 +90,7 @@ def search_throughput(retriever: Retriever, questions: list[str]) -> float:
 
 def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
     """Model selection on the validation split: the fusion weight that maximises the gate metric."""
-    retriever = Retriever(encoder, symbols, embeddings, 0.0)
+    retriever = deployed_retriever(encoder, symbols, embeddings, 0.0)
     dense, lexical = retriever.components(validation.questions)  # encode once, fuse per weight
     results = {w: score(retriever, validation, retriever.fuse(dense, lexical, w))["overall"][metric] for w in BM25_WEIGHTS}
     best = max(results, key=lambda w: (results[w], -w))
@@ -195,18 +195,18 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
     base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
     retrievers = {
-        "candidate": Retriever(cand_encoder, corpus, cand_emb, weight),
+        "candidate": deployed_retriever(cand_encoder, corpus, cand_emb, weight),
         # Baselines are the plain methods: no fusion, no public-API prior, no query expansion.
         "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
         "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
-        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0, query_expansion=None),
+        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0),
     }
     champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:
         champ_encoder, champ_emb = encode_corpus_with(
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
-        retrievers["champion"] = Retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))
+        retrievers["champion"] = deployed_retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from mlops import tracking
 from mlops.data import dataset
 from mlops.encoder import Encoder
-from mlops.retrieval import Retriever, corpus_embeddings
+from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
 from mlops.settings import Settings
 from mlops.triton.config import render_model_config
 
@@ -33,7 +33,7 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     encoder = Encoder(model_dir)
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
-    retriever = Retriever(encoder, symbols, embeddings, float(version.tags[tracking.TAG_BM25_WEIGHT]))
+    retriever = deployed_retriever(encoder, symbols, embeddings, float(version.tags[tracking.TAG_BM25_WEIGHT]))
     return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),

@@ -63,7 +63,10 @@ class QueryExpansion(BaseModel):
         return [word for key, words in self._rules if key <= present for word in words if word not in present]
 
 
-def load_query_expansion(path: Path = QUERY_EXPANSION_FILE) -> QueryExpansion:
+def load_query_expansion(path: Path | None = None) -> QueryExpansion:
+    """The thesaurus at ``path``, by default the one shipped with the package (read at each call, never at import,
+    so that a broken file is a clear error in the command that needs it)."""
+    path = path or QUERY_EXPANSION_FILE
     try:
         return QueryExpansion.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError) as exc:

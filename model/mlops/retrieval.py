@@ -26,8 +26,6 @@ ANSWER_TEXT_CHARS = 1200
 
 # Users ask about the public API far more than about internals: a small bonus for exported symbols.
 PUBLIC_API_PRIOR = 0.1
-# Users ask in their own words; the shipped thesaurus adds the library's words to BM25 (query_expansion.yaml).
-QUERY_EXPANSION = load_query_expansion()
 
 
 class Retriever:
@@ -37,7 +35,7 @@ class Retriever:
     """
 
     def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
-                 public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = QUERY_EXPANSION):
+                 public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = None):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
@@ -139,6 +137,12 @@ class Retriever:
         except ValidationError as exc:
             raise MlopsError(f"{settings_file}: query_expansion is invalid ({exc.errors()[0]['msg']}); re-export the model") from None
         return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"], expansion)
+
+
+def deployed_retriever(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, bm25_weight: float) -> Retriever:
+    """The system that evaluate measures and deploy exports: fused scores, the public-API prior, and BM25 reading
+    questions expanded by the shipped thesaurus (users ask in their own words: query_expansion.yaml)."""
+    return Retriever(encoder, symbols, embeddings, bm25_weight, PUBLIC_API_PRIOR, load_query_expansion())
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
