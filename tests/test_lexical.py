@@ -38,6 +38,7 @@ def test_the_shipped_thesaurus_loads_and_maps_user_words():
 
 @pytest.mark.parametrize(("content", "message"), [
     ("weight: 0.5\nentries: {the: config}\n", r"invalid at entries: .*'the'.*stopwords only"),
+    ("weight: 0.5\nentries: {word: words}\n", r"invalid at entries: .*'word'.*adds no word"),
     ("weight: 2\nentries: {settings: config}\n", "invalid at weight"),
     ("weight: 0.5\nentries: {}\n", "invalid at entries"),
     ("entries: [oops\n", "unreadable"),
@@ -47,5 +48,8 @@ def test_a_bad_thesaurus_file_is_named_with_what_is_wrong(tmp_path: Path, conten
     path.write_text(content)
     with pytest.raises(MlopsError, match=message):
         load_query_expansion(path)
-    with pytest.raises(MlopsError, match="unreadable"):
+
+
+def test_a_missing_thesaurus_file_is_named(tmp_path: Path):
+    with pytest.raises(MlopsError, match="missing.yaml is unreadable"):
         load_query_expansion(tmp_path / "missing.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -52,9 +53,11 @@ class QueryExpansion(BaseModel):
         for key, words in entries.items():
             if not lexical_tokens(key) or not lexical_tokens(words):
                 raise ValueError(f"entry {key!r}: {words!r} has no searchable word on one side (stopwords only?)")
+            if set(lexical_tokens(words)) <= set(lexical_tokens(key)):
+                raise ValueError(f"entry {key!r}: {words!r} adds no word that its key does not already hold")
         return entries
 
-    def model_post_init(self, context) -> None:
+    def model_post_init(self, context: Any) -> None:
         self._rules = [(frozenset(lexical_tokens(key)), lexical_tokens(words)) for key, words in self.entries.items()]
 
     def terms(self, tokens: Sequence[str]) -> list[str]:
