@@ -81,6 +81,8 @@ def load_query_expansion(path: Path | None = None) -> QueryExpansion:
 
 
 class BM25Index:
+    """BM25 over passages; with an ``expansion``, a question also scores the words it adds, at its weight."""
+
     def __init__(self, passages: Sequence[str], expansion: QueryExpansion | None = None):
         self._bm25 = bm25s.BM25()
         self._bm25.index([lexical_tokens(p) for p in passages], show_progress=False)

@@ -50,8 +50,11 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
-        self.query_expansion = query_expansion
         self.bm25 = BM25Index([lexical_passage(s) for s in symbols], query_expansion)
+
+    @property
+    def query_expansion(self) -> QueryExpansion | None:
+        return self.bm25.expansion
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
