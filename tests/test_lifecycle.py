@@ -12,15 +12,17 @@ import psutil
 import pytest
 
 from mlops import deploy as deploy_module
-from mlops import registry, tracking
+from mlops import lexical, registry, tracking
 from mlops.ask import ask
 from mlops.data import dataset
 from mlops.deploy import deploy
 from mlops.errors import GateFailed, MlopsError
 from mlops.evaluate import GateConfig, evaluate
+from mlops.export import export_version
+from mlops.lexical import QueryExpansion, load_query_expansion
 from mlops.pipeline import build_data, register_run
 from mlops.publish import publish
-from mlops.retrieval import Retriever
+from mlops.retrieval import PUBLIC_API_PRIOR, RetrievalSettings, Retriever, shipped_settings
 from mlops.settings import Settings
 from mlops.smoke import smoke
 from mlops.train import TrainConfig, train
@@ -46,10 +48,14 @@ def _folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def pass_gate(settings: Settings, run_id: str) -> None:
-    """Record a passing verdict, as `mlops evaluate` does, so the deploy path can be tested on its own."""
+def pass_gate(settings: Settings, run_id: str, retrieval: RetrievalSettings | None = None) -> None:
+    """Record the settings measured and a passing verdict, as `mlops evaluate` does, so the deploy path can be
+    tested on its own."""
     client = tracking.configure(settings)
-    for key, value in {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: "0.3"}.items():
+    retrieval = retrieval or shipped_settings(0.3)
+    tracking.log_retrieval_settings(client, run_id, retrieval.digest(), retrieval.model_dump())
+    verdict = {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: str(retrieval.bm25_weight)}
+    for key, value in verdict.items():
         client.set_tag(run_id, key, value)
 
 
@@ -81,7 +87,11 @@ def test_gate_blocks_a_broken_candidate(settings: Settings):
     assert set(report["systems"]) == {"candidate", "candidate_dense", "untuned", "bm25"}
     assert (settings.reports_dir / run_id / "metrics.png").stat().st_size > 10_000
     client = tracking.configure(settings)
-    assert client.get_run(run_id).data.tags[tracking.TAG_GATE] == "failed"
+    tags = client.get_run(run_id).data.tags
+    assert tags[tracking.TAG_GATE] == "failed"
+    # What the candidate was measured with is logged with the run, under its digest.
+    logged = RetrievalSettings.model_validate(tracking.load_retrieval_settings(run_id, tags[tracking.TAG_RETRIEVAL]))
+    assert logged == shipped_settings(report["bm25_weight"]) and logged.digest() == tags[tracking.TAG_RETRIEVAL]
     with pytest.raises(MlopsError, match="cannot be registered: gate failed"):
         register_run(settings, run_id, echo=lambda *_: None)
     assert client.search_model_versions(f"name = '{settings.model_name}'") == []
@@ -91,6 +101,36 @@ def test_unevaluated_run_cannot_be_registered(settings: Settings):
     run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
     with pytest.raises(MlopsError, match="gate not run"):
         register_run(settings, run_id, echo=lambda *_: None)
+    # A verdict without the settings behind it (evaluated by an older checkout): evaluate again.
+    client = tracking.configure(settings)
+    for key, value in {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: "0.3"}.items():
+        client.set_tag(run_id, key, value)
+    with pytest.raises(MlopsError, match=f"evaluated before retrieval settings were logged; run `mlops evaluate --run {run_id}` again"):
+        register_run(settings, run_id, echo=lambda *_: None)
+    assert client.search_model_versions(f"name = '{settings.model_name}'") == []
+
+
+def test_an_export_answers_with_the_settings_its_version_was_measured_with(settings: Settings, monkeypatch, tmp_path: Path):
+    client = tracking.configure(settings)
+    run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
+    measured = RetrievalSettings(bm25_weight=0.4, public_api_prior=0.1, query_expansion=QueryExpansion(weight=0.5, entries={"crashed": "resume"}))
+    pass_gate(settings, run_id, measured)
+    version = client.get_model_version(settings.model_name, register_run(settings, run_id, echo=lambda *_: None))
+    assert version.tags[tracking.TAG_RETRIEVAL] == measured.digest()
+    # Later the checkout's thesaurus changes, and the run is evaluated again with it: the version keeps its own.
+    edited = tmp_path / "edited.yaml"
+    edited.write_text("weight: 1.0\nentries: {settings: config}\n")
+    monkeypatch.setattr(lexical, "QUERY_EXPANSION_FILE", edited)
+    pass_gate(settings, run_id, shipped_settings(0.4))
+    assert Retriever.load(export_version(settings, client, version, tmp_path / "exact", echo=lambda *_: None)).settings == measured
+
+    # A version registered before the settings were logged gets its weight with this checkout's prior and thesaurus.
+    client.delete_model_version_tag(settings.model_name, version.version, tracking.TAG_RETRIEVAL)
+    lines: list[str] = []
+    legacy = export_version(settings, client, client.get_model_version(settings.model_name, version.version), tmp_path / "legacy", lines.append)
+    assert Retriever.load(legacy).settings == RetrievalSettings(
+        bm25_weight=0.4, public_api_prior=PUBLIC_API_PRIOR, query_expansion=load_query_expansion(edited))
+    assert any(f"version {version.version} predates logged retrieval settings" in line for line in lines)
 
 
 def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings: Settings, monkeypatch, tmp_path: Path):

@@ -10,7 +10,7 @@ from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import MlopsError
 from mlops.lexical import QueryExpansion, load_query_expansion
-from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
+from mlops.retrieval import PUBLIC_API_PRIOR, Retriever, corpus_embeddings, shipped_settings
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +63,30 @@ def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encode
     settings_file.write_text(json.dumps({key: value for key, value in settings.items() if key != "query_expansion"}))
     assert Retriever.load(tmp_path).query_expansion is None
     settings_file.write_text(json.dumps({**settings, "query_expansion": {"weight": 5, "entries": {"a": "b"}}}))
-    with pytest.raises(MlopsError, match="query_expansion is invalid.*re-export"):
+    with pytest.raises(MlopsError, match="query_expansion.weight is invalid.*re-export"):
         Retriever.load(tmp_path)
+    # An entry that adds nothing is refused in the thesaurus file (test_lexical) but not in an export, which
+    # must load as it was evaluated: exports made before that check carry one.
+    idle = {"weight": 0.5, "entries": {"heartbeat": "communication processes", "answer questions": "question_answering"}}
+    settings_file.write_text(json.dumps({**settings, "query_expansion": idle}))
+    assert Retriever.load(tmp_path).query_expansion.idle_entries() == ["answer questions"]
 
 
-def test_the_deployed_system_reads_the_shipped_thesaurus_when_built(symbols, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    assert deployed_retriever(None, symbols, None, 1.0).query_expansion == load_query_expansion()
+def test_a_candidate_is_measured_with_the_shipped_prior_and_thesaurus(symbols, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    shipped = shipped_settings(1.0)
+    assert shipped.query_expansion == load_query_expansion() and shipped.public_api_prior == PUBLIC_API_PRIOR
+    assert shipped.retriever(None, symbols, None).settings == shipped
     broken = tmp_path / "broken.yaml"
     broken.write_text("weight: 3\nentries: {settings: config}\n")
     monkeypatch.setattr(lexical, "QUERY_EXPANSION_FILE", broken)
     with pytest.raises(MlopsError, match="broken.yaml is invalid at weight"):
-        deployed_retriever(None, symbols, None, 1.0)
+        shipped_settings(1.0)
+
+
+def test_settings_digest_names_their_content():
+    shipped = shipped_settings(0.3)
+    assert shipped.digest() == shipped_settings(0.3).digest()
+    assert len({shipped.digest(), shipped_settings(0.4).digest(), shipped.model_copy(update={"query_expansion": None}).digest()}) == 3
 
 
 def test_bm25_only_and_bad_arguments(symbols):

@@ -32,7 +32,7 @@ from mlops.encoder import Encoder, base_model_path
 from mlops.errors import GateFailed, MlopsError
 from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 from mlops.metrics import KS, score_by_slice
-from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
+from mlops.retrieval import RetrievalSettings, Retriever, corpus_embeddings, shipped_settings
 from mlops.settings import Settings
 
 matplotlib.use("Agg")
@@ -90,7 +90,7 @@ def search_throughput(retriever: Retriever, questions: list[str]) -> float:
 
 def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
     """Model selection on the validation split: the fusion weight that maximises the gate metric."""
-    retriever = deployed_retriever(encoder, symbols, embeddings, 0.0)
+    retriever = shipped_settings(0.0).retriever(encoder, symbols, embeddings)
     dense, lexical = retriever.components(validation.questions)  # encode once, fuse per weight
     results = {w: score(retriever, validation, retriever.fuse(dense, lexical, w))["overall"][metric] for w in BM25_WEIGHTS}
     best = max(results, key=lambda w: (results[w], -w))
@@ -195,7 +195,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
     base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
     retrievers = {
-        "candidate": deployed_retriever(cand_encoder, corpus, cand_emb, weight),
+        "candidate": shipped_settings(weight).retriever(cand_encoder, corpus, cand_emb),
         # Baselines are the plain methods: no fusion, no public-API prior, no query expansion.
         "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
         "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
@@ -206,7 +206,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         champ_encoder, champ_emb = encode_corpus_with(
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
-        retrievers["champion"] = deployed_retriever(champ_encoder, corpus, champ_emb, float(champion.tags[tracking.TAG_BM25_WEIGHT]))
+        # As it serves: with the settings it was evaluated with, which may be an older thesaurus than the candidate's.
+        retrievers["champion"] = registry.retrieval_settings(champion, echo).retriever(champ_encoder, corpus, champ_emb)
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)
@@ -226,7 +227,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     plots = _plot(systems, out)
-    _log(client, run_id, report, out, plots)
+    _log(client, run_id, report, out, plots, retrievers["candidate"].settings)
     _print_table(systems, echo)
     echo(f"report: {out / 'report.json'}")
     for check in checks:
@@ -237,7 +238,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     return report
 
 
-def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> None:
+def _log(client, run_id: str, report: dict, out: Path, plots: list[Path], retrieval: RetrievalSettings) -> None:
     candidate = report["systems"]["candidate"]
     metrics = {f"{which}_{k}": v for which in SETS for k, v in candidate[which]["overall"].items() if k != "count"}
     for name, system in report["systems"].items():
@@ -249,6 +250,7 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path]) -> Non
         mlflow.log_artifact(str(out / "report.json"), "evaluation")
         for plot in plots:
             mlflow.log_artifact(str(plot), "evaluation")
+        tracking.log_retrieval_settings(client, run_id, retrieval.digest(), retrieval.model_dump())  # before the verdict
         mlflow.set_tags({
             tracking.TAG_GATE: "passed" if report["gate"]["passed"] else "failed",
             tracking.TAG_GATE_REASON: report["gate"]["reason"],

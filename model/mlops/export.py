@@ -2,8 +2,9 @@
 
 ``<repository>/<name>/config.pbtxt`` and ``<repository>/<name>/<version>/``: the python-backend
 adapter (``model.py``) plus everything ``Retriever.load`` needs (encoder, corpus, embeddings,
-fusion weight). Built only from what MLflow holds, so any machine with access to the tracking
-server can export it.
+and the fusion weight, prior and thesaurus the version was evaluated with). Built only from what
+MLflow holds, so any machine with access to the tracking server can export it, and exports it
+the same whatever its checkout.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from mlops import tracking
+from mlops import registry, tracking
 from mlops.data import dataset
 from mlops.encoder import Encoder
-from mlops.retrieval import Retriever, corpus_embeddings, deployed_retriever
+from mlops.retrieval import Retriever, corpus_embeddings
 from mlops.settings import Settings
 from mlops.triton.config import render_model_config
 
@@ -33,7 +34,7 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     encoder = Encoder(model_dir)
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
-    retriever = deployed_retriever(encoder, symbols, embeddings, float(version.tags[tracking.TAG_BM25_WEIGHT]))
+    retriever = registry.retrieval_settings(version, echo).retriever(encoder, symbols, embeddings)
     return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),

@@ -50,12 +50,15 @@ class QueryExpansion(BaseModel):
     @field_validator("entries")
     @classmethod
     def _both_sides_have_tokens(cls, entries: dict[str, str]) -> dict[str, str]:
+        # A key without tokens would fire on every question.
         for key, words in entries.items():
             if not lexical_tokens(key) or not lexical_tokens(words):
                 raise ValueError(f"entry {key!r}: {words!r} has no searchable word on one side (stopwords only?)")
-            if set(lexical_tokens(words)) <= set(lexical_tokens(key)):
-                raise ValueError(f"entry {key!r}: {words!r} adds no word that its key does not already hold")
         return entries
+
+    def idle_entries(self) -> list[str]:
+        """Entries that add no word their key does not already hold: harmless when searching, a mistake when written."""
+        return [key for key, words in self.entries.items() if set(lexical_tokens(words)) <= set(lexical_tokens(key))]
 
     def model_post_init(self, context: Any) -> None:
         self._rules = [(frozenset(lexical_tokens(key)), lexical_tokens(words)) for key, words in self.entries.items()]
@@ -71,13 +74,19 @@ def load_query_expansion(path: Path | None = None) -> QueryExpansion:
     so that a broken file is a clear error in the command that needs it)."""
     path = path or QUERY_EXPANSION_FILE
     try:
-        return QueryExpansion.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+        expansion = QueryExpansion.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError) as exc:
         raise MlopsError(f"query expansion file {path} is unreadable: {str(exc).splitlines()[0]}") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "the file"
         raise MlopsError(f"query expansion file {path} is invalid at {where}: {error['msg']}; fix or restore it") from None
+    # Checked here, where the file is written, and not in the model: a thesaurus already evaluated and exported
+    # must load as it is, so that the version answers as it was measured.
+    if idle := expansion.idle_entries():
+        raise MlopsError(f"query expansion file {path} is invalid at entries: entry {idle[0]!r} adds no word that its key"
+                         " does not already hold; fix or remove it")
+    return expansion
 
 
 class BM25Index:

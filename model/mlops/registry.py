@@ -9,9 +9,11 @@ from __future__ import annotations
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
 from mlops import tracking
 from mlops.errors import MlopsError
+from mlops.retrieval import RetrievalSettings, shipped_settings
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -49,6 +51,8 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     if gate != "passed":
         reason = run.data.tags.get(tracking.TAG_GATE_REASON, "it has not been evaluated; run `mlops evaluate` first")
         raise MlopsError(f"run {run_id} cannot be registered: gate {gate or 'not run'}: {reason}")
+    if tracking.TAG_RETRIEVAL not in run.data.tags:
+        raise MlopsError(f"run {run_id} was evaluated before retrieval settings were logged; run `mlops evaluate --run {run_id}` again")
     if not _exists(client, name):
         client.create_registered_model(name, description="Question answering over the Transformers codebase (encoder + index)")
     metrics = {k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith(("test_", "natural_"))}
@@ -56,6 +60,7 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
         "git_sha": run.data.tags.get(tracking.TAG_GIT_SHA, "unknown"),
         "dataset_hash": run.data.tags[tracking.TAG_DATASET],
         tracking.TAG_BM25_WEIGHT: run.data.tags[tracking.TAG_BM25_WEIGHT],
+        tracking.TAG_RETRIEVAL: run.data.tags[tracking.TAG_RETRIEVAL],
         **metrics,
     }
     version = client.create_model_version(
@@ -63,6 +68,20 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     )
     client.set_registered_model_alias(name, CANDIDATE, version.version)
     return version
+
+
+def retrieval_settings(version: ModelVersion, echo=print) -> RetrievalSettings:
+    """The fusion weight, prior and thesaurus the version was evaluated with, which its export must reproduce."""
+    digest = version.tags.get(tracking.TAG_RETRIEVAL)
+    if digest is None:  # registered before evaluate logged its settings: the closest is this checkout's
+        echo(f"  version {version.version} predates logged retrieval settings: using its fusion weight with this checkout's"
+             " prior and thesaurus")
+        return shipped_settings(float(version.tags[tracking.TAG_BM25_WEIGHT]))
+    try:
+        return RetrievalSettings.model_validate(tracking.load_retrieval_settings(version.run_id, digest))
+    except ValidationError as exc:
+        raise MlopsError(f"the retrieval settings {digest} of version {version.version} are invalid"
+                         f" ({exc.errors()[0]['msg']}); register a newly evaluated run") from None
 
 
 def promote_champion(client: MlflowClient, name: str, version: str) -> None:

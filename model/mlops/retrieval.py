@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops.data.corpus import Symbol
 from mlops.data.text import clean_docstring, corpus_chunks, lexical_passage
@@ -26,6 +26,23 @@ ANSWER_TEXT_CHARS = 1200
 
 # Users ask about the public API far more than about internals: a small bonus for exported symbols.
 PUBLIC_API_PRIOR = 0.1
+
+
+class RetrievalSettings(BaseModel):
+    """How the fused system scores. Evaluate logs the candidate's with its run, and export rebuilds exactly these,
+    so a registered version answers as it was measured whatever the checkout's prior or thesaurus is by then."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bm25_weight: float = Field(ge=0, le=1)
+    public_api_prior: float = Field(ge=0)
+    query_expansion: QueryExpansion | None = None
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+    def retriever(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None) -> Retriever:
+        return Retriever(encoder, symbols, embeddings, self.bm25_weight, self.public_api_prior, self.query_expansion)
 
 
 class Retriever:
@@ -55,6 +72,10 @@ class Retriever:
     @property
     def query_expansion(self) -> QueryExpansion | None:
         return self.bm25.expansion
+
+    @property
+    def settings(self) -> RetrievalSettings:
+        return RetrievalSettings(bm25_weight=self.bm25_weight, public_api_prior=self.public_api_prior, query_expansion=self.query_expansion)
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
@@ -120,8 +141,7 @@ class Retriever:
         with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
         np.save(folder / "embeddings.npy", self.embeddings)
-        expansion = self.query_expansion.model_dump() if self.query_expansion else None
-        settings = {"bm25_weight": self.bm25_weight, "public_api_prior": self.public_api_prior, "query_expansion": expansion, **manifest}
+        settings = {**self.settings.model_dump(), **manifest}
         (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
@@ -133,19 +153,21 @@ class Retriever:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
         symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
         embeddings = np.load(folder / "embeddings.npy")
-        # The thesaurus travels with the export, so a version answers as it did when deployed; exports made
+        # The settings travel with the export, so a version answers as it did when deployed; exports made
         # before query expansion have none.
         try:
-            expansion = QueryExpansion.model_validate(settings["query_expansion"]) if settings.get("query_expansion") else None
+            retrieval = RetrievalSettings.model_validate({key: settings.get(key) for key in RetrievalSettings.model_fields})
         except ValidationError as exc:
-            raise MlopsError(f"{settings_file}: query_expansion is invalid ({exc.errors()[0]['msg']}); re-export the model") from None
-        return cls(Encoder(folder / "encoder"), symbols, embeddings, settings["bm25_weight"], settings["public_api_prior"], expansion)
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise MlopsError(f"{settings_file}: {where} is invalid ({error['msg']}); re-export the model") from None
+        return retrieval.retriever(Encoder(folder / "encoder"), symbols, embeddings)
 
 
-def deployed_retriever(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, bm25_weight: float) -> Retriever:
-    """The system that evaluate measures and deploy exports: fused scores, the public-API prior, and BM25 reading
-    questions expanded by the shipped thesaurus (users ask in their own words: query_expansion.yaml)."""
-    return Retriever(encoder, symbols, embeddings, bm25_weight, PUBLIC_API_PRIOR, load_query_expansion())
+def shipped_settings(bm25_weight: float) -> RetrievalSettings:
+    """What a new candidate is measured with: this checkout's public-API prior and thesaurus (users ask in their
+    own words: query_expansion.yaml), at the fusion weight chosen on the validation split."""
+    return RetrievalSettings(bm25_weight=bm25_weight, public_api_prior=PUBLIC_API_PRIOR, query_expansion=load_query_expansion())
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:

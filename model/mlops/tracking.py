@@ -30,8 +30,10 @@ TAG_GATE = "mlops.gate"  # "passed" | "failed", written by evaluate
 TAG_GATE_REASON = "mlops.gate_reason"
 TAG_GIT_SHA = "mlops.git_sha"
 TAG_BM25_WEIGHT = "mlops.bm25_weight"  # fusion weight chosen by evaluate on the validation split
+TAG_RETRIEVAL = "mlops.retrieval_settings"  # digest of the settings evaluate measured, in retrieval/<digest>.json
 MODEL_ARTIFACT = "model"
 DATASET_ARTIFACT = "dataset"
+RETRIEVAL_ARTIFACT = "retrieval"
 
 
 def git_sha() -> str:
@@ -110,3 +112,17 @@ def download(client: MlflowClient, run_id: str, artifact_path: str, cache_dir: P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return local
+
+
+def log_retrieval_settings(client: MlflowClient, run_id: str, digest: str, settings: dict) -> None:
+    """Store the settings a run was evaluated with under their digest: evaluating the run again adds a file
+    and moves the tag, and versions registered before keep pointing at theirs."""
+    client.log_dict(run_id, settings, f"{RETRIEVAL_ARTIFACT}/{digest}.json")
+    client.set_tag(run_id, TAG_RETRIEVAL, digest)
+
+
+def load_retrieval_settings(run_id: str, digest: str) -> dict:
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{RETRIEVAL_ARTIFACT}/{digest}.json")
+    except (MlflowException, OSError, ValueError) as exc:
+        raise MlopsError(f"could not read the retrieval settings {digest} of run {run_id}: {str(exc).splitlines()[0]}") from None
