@@ -31,6 +31,7 @@ from mlops.data.corpus import Symbol
 from mlops.encoder import Encoder, base_model_path
 from mlops.errors import GateFailed, MlopsError
 from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.export import version_settings
 from mlops.metrics import KS, score_by_slice
 from mlops.retrieval import RetrievalSettings, Retriever, corpus_embeddings, shipped_settings
 from mlops.settings import Settings
@@ -207,7 +208,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
         # As it serves: with the settings it was evaluated with, which may be an older thesaurus than the candidate's.
-        retrievers["champion"] = registry.retrieval_settings(champion, echo).retriever(champ_encoder, corpus, champ_emb)
+        retrievers["champion"] = version_settings(champion, echo).retriever(champ_encoder, corpus, champ_emb)
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)

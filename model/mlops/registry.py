@@ -9,11 +9,9 @@ from __future__ import annotations
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from pydantic import ValidationError
 
 from mlops import tracking
 from mlops.errors import MlopsError
-from mlops.retrieval import RetrievalSettings, shipped_settings
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -68,20 +66,6 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     )
     client.set_registered_model_alias(name, CANDIDATE, version.version)
     return version
-
-
-def retrieval_settings(version: ModelVersion, echo=print) -> RetrievalSettings:
-    """The fusion weight, prior and thesaurus the version was evaluated with, which its export must reproduce."""
-    digest = version.tags.get(tracking.TAG_RETRIEVAL)
-    if digest is None:  # registered before evaluate logged its settings: the closest is this checkout's
-        echo(f"  version {version.version} predates logged retrieval settings: using its fusion weight with this checkout's"
-             " prior and thesaurus")
-        return shipped_settings(float(version.tags[tracking.TAG_BM25_WEIGHT]))
-    try:
-        return RetrievalSettings.model_validate(tracking.load_retrieval_settings(version.run_id, digest))
-    except ValidationError as exc:
-        raise MlopsError(f"the retrieval settings {digest} of version {version.version} are invalid"
-                         f" ({exc.errors()[0]['msg']}); register a newly evaluated run") from None
 
 
 def promote_champion(client: MlflowClient, name: str, version: str) -> None:
