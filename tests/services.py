@@ -41,9 +41,11 @@ def clone(remote: Path, path: Path) -> Path:
 
 
 def gitops_remote(tmp_path: Path) -> Path:
-    """A bare remote holding this repository's gitops/ tree (charts and environments) on main."""
+    """A bare remote holding this repository's gitops/ tree (charts and environments) on main, and the bootstrap's
+    root Application (which renders it)."""
     seed = tmp_path / "seed"
     shutil.copytree(ROOT / "gitops", seed / "gitops")
+    shutil.copytree(ROOT / "infra" / "ansible" / "roles" / "argocd", seed / "infra" / "ansible" / "roles" / "argocd")
     git(seed.parent, "init", "--quiet", "-b", "main", str(seed))
     git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "add", ".")
     git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")

@@ -10,14 +10,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.config import BootstrapConfig
-from mlops.gitops.layout import ENVIRONMENTS
-from mlops.gitops.render import helm_binary
-from mlops.gitops.render import render as render_environment
+from mlops.gitops.charts import helm_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "gitops" / "charts" / "transformers-qa"
 KUBERNETES_VERSION = "1.31.0"  # the pinned k3s (infra/config.py: v1.31.4+k3s1)
+# A promoted environment: the chart runs pods only once a promotion has set the model version and image tags.
+PROMOTED = ("images.triton.tag=v1.0.0", "images.api.tag=v1.0.0", "ingress.host=qa.203.0.113.10.nip.io",
+            "ingress.clusterIssuer=letsencrypt")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
@@ -25,9 +25,10 @@ def helm() -> str:
     return helm_binary()  # fails with what to run when helm is missing
 
 
-def render(*overrides: str, strings: tuple[str, ...] = ()) -> list[dict]:
-    """`helm template` with --set overrides (and --set-string ones, e.g. model.version, a string in the schema)."""
-    flags = [a for o in overrides for a in ("--set", o)] + [a for o in strings for a in ("--set-string", o)]
+def render(*overrides: str, strings: tuple[str, ...] = ("model.version=3",)) -> list[dict]:
+    """`helm template` of a promoted environment with --set overrides (and --set-string ones, e.g. model.version,
+    a string in the schema)."""
+    flags = [a for o in (*PROMOTED, *overrides) for a in ("--set", o)] + [a for o in strings for a in ("--set-string", o)]
     result = subprocess.run([helm(), "template", "qa", str(CHART), *flags], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -146,6 +147,7 @@ def test_monitoring_ships_the_tested_dashboard_and_alert_rules():
 
 @pytest.mark.parametrize(("override", "field"), [
     ("images.api.tag=latest", "images.api.tag"),
+    ("images.api.tag=0.1.0", "images.api.tag"),  # release tags are v1.2.3: the release workflow builds those
     ("model.version=seven", "model.version"),
     ("model.version=7", "model.version"),  # a number: versions are strings ("7")
     ("triton.replicas=0", "triton.replicas"),
@@ -158,25 +160,18 @@ def test_values_schema_rejects_bad_values(override: str, field: str):
     assert "schema" in result.stderr
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_each_environment_renders_valid_pinned_manifests(env: str):
-    rendered = render_environment(ROOT, env)
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
-    apps = [d for d in docs if d["kind"] == "Application"]
-    assert apps, "no Application for the root app to sync"
-    for app in apps:
-        # Our repository (the chart, or the values of an upstream chart), and automated sync: git is the only way in.
-        sources = app["spec"].get("sources") or [app["spec"]["source"]]
-        assert BootstrapConfig().repo_url in [s["repoURL"] for s in sources], app["metadata"]["name"]
-        assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-        for upstream in [s for s in sources if "chart" in s]:  # named with its pinned version in the stream
-            assert f"chart {upstream['chart']} {upstream['targetRevision']} from {upstream['repoURL']}" in rendered
-    built_in = [d for d in docs if d["apiVersion"].split("/")[0] in ("v1", "apps", "networking.k8s.io", "rbac.authorization.k8s.io")]
-    for doc in built_in:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    assert policy_violations(docs) == []
-    triton = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "transformers-qa-triton")
-    gpu = "nvidia.com/gpu" in triton["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert gpu == (env != "dev")  # GPU nodes only in staging and prod
-    # The release pipeline (Argo Workflows and its resources) runs in staging only.
-    assert any(d["kind"] == "WorkflowTemplate" for d in docs) == (env == "staging")
+def test_nothing_runs_before_the_first_promotion():
+    """model.version "" (and the image tags ""): no pods, no Ingress; the monitoring objects only."""
+    assert {d["kind"] for d in render(strings=("model.version=",))} == {"NetworkPolicy", "ConfigMap", "PrometheusRule", "ServiceMonitor"}
+    result = subprocess.run([helm(), "template", "qa", str(CHART), "--set-string", "model.version=3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "ghcr.io/transformers-qa/triton: no image tag" in result.stderr, result.stderr
+
+
+def test_the_ingress_serves_tls_from_the_acme_issuer():
+    ingress = next(d for d in render() if d["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert ingress["spec"]["tls"] == [{"secretName": "qa-tls", "hosts": ["qa.203.0.113.10.nip.io"]}]
+    assert ingress["spec"]["rules"][0]["host"] == "qa.203.0.113.10.nip.io"
+    plain = next(d for d in render("ingress.clusterIssuer=") if d["kind"] == "Ingress")
+    assert "tls" not in plain["spec"] and "annotations" not in plain["metadata"]

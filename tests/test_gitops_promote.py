@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from gitops import render_all as render
 from mlops import registry, tracking
 from mlops.errors import MlopsError
 from mlops.gitops.layout import read_image_tag, read_model_version
 from mlops.gitops.promote import promote, rollback, sync_alias
-from mlops.gitops.render import render
 from mlops.settings import Settings
 from services import clone, git, gitops_remote
 

@@ -271,13 +271,63 @@ gitops_app = typer.Typer(help="What ArgoCD deploys from this repository.", no_ar
 app.add_typer(gitops_app, name="gitops")
 
 
+Domain = Annotated[str, typer.Option(help="the cluster's domain the root Application passes (its floating IP's name)")]
+Env = Annotated[str, typer.Argument(help="dev, staging or prod")]
+
+
 @gitops_app.command("render")
-def gitops_render(env: Annotated[str, typer.Argument(help="dev, staging or prod")]) -> None:
-    """Print every manifest ArgoCD would apply for ENV (Applications, then helm template of each)."""
+def gitops_render(env: Env, domain: Domain = "203.0.113.10.nip.io") -> None:
+    """Print every manifest ArgoCD would apply for ENV: the root Application, then what each Application
+    renders to (upstream charts from the chart cache, at their pinned versions)."""
     from mlops.gitops.git import GitRepo
     from mlops.gitops.render import render
 
-    typer.echo(_run(lambda: render(GitRepo(Path.cwd()).root, env)), nl=False)
+    typer.echo(_run(lambda: render(GitRepo(Path.cwd()).root, env, domain)), nl=False)
+
+
+@gitops_app.command("validate")
+def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
+    """Render each environment and check every object: built-in kinds against Kubernetes' schemas, custom
+    resources against their CRDs, strictly (unknown fields rejected)."""
+    from mlops.gitops.git import GitRepo
+    from mlops.gitops.layout import ENVIRONMENTS
+    from mlops.gitops.render import render_environment
+    from mlops.gitops.validate import validate_environment
+
+    def check() -> int:
+        root, found = GitRepo(Path.cwd()).root, 0
+        for env in envs or ENVIRONMENTS:
+            rendered = render_environment(root, env)
+            for app, problems in validate_environment(root, rendered).items():
+                for problem in problems:
+                    typer.echo(f"{env}: {app}: {problem}")
+                found += len(problems)
+            echo(f"{env}: {len(rendered)} Applications, {sum(len(r.documents) for r in rendered)} objects checked")
+        return found
+
+    found = _run(check)
+    if found:
+        typer.secho(f"error: {found} invalid field(s); see above", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+@gitops_app.command("images")
+def gitops_images(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
+    """Print every container image the environments run and the images are built from, one per line."""
+    from mlops.gitops.git import GitRepo
+    from mlops.gitops.images import dockerfile_bases, images_in
+    from mlops.gitops.layout import ENVIRONMENTS
+    from mlops.gitops.render import render_environment
+
+    def collect() -> set[str]:
+        root = GitRepo(Path.cwd()).root
+        found = dockerfile_bases(root)
+        for env in envs or ENVIRONMENTS:
+            found |= {image for result in render_environment(root, env) for image in images_in(result.documents)}
+        return found
+
+    for image in sorted(_run(collect)):
+        typer.echo(image)
 
 
 if __name__ == "__main__":

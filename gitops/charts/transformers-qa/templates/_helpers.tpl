@@ -14,7 +14,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{- define "qa.image" -}}{{ .repository }}:{{ .tag }}{{- end -}}
+{{- define "qa.image" -}}{{ .repository }}:{{ required (printf "%s: no image tag; a promotion sets model.version and the image tags together" .repository) .tag }}{{- end -}}
 
 {{/* Pods run as a non-root user with a read-only root file system and no privileges. */}}
 {{- define "qa.podSecurity" -}}

@@ -1,0 +1,73 @@
+"""Where the tools and third-party artifacts that rendering needs come from: helm, and the chart cache.
+
+Upstream charts and CRDs are never copied into this repository. They are read from a cache of
+unpacked charts laid out as ``<cache>/<chart>/<version>/Chart.yaml`` (CRDs as
+``<cache>/<project>/<version>/manifests/...``), searched in this order:
+
+1. ``MLOPS_CHART_CACHE`` (one or more folders, separated by ``:``), if set; else
+2. ``<MLOPS_HOME>/charts`` and the checkout's ``.mlops/charts``, which a user fills with ``helm pull --untar``;
+3. ``../shared/upstream`` beside the checkout (the CI machine's copy of the pinned upstream sources).
+
+The cache belongs to the machine (the checkout mlops is installed from), not to the repository being rendered,
+so a clone elsewhere (a promotion's working copy) renders with the same charts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import mlops
+from mlops.errors import MlopsError
+
+CHECKOUT = Path(mlops.__file__).resolve().parents[2]
+# `make tools` unpacks a pinned helm here (in the checkout mlops is installed from) when none is on PATH.
+TOOLS_HELM = CHECKOUT / ".tools" / "bin" / "helm"
+
+
+def helm_binary() -> str:
+    found = shutil.which("helm") or TOOLS_HELM
+    if not Path(found).is_file():
+        raise MlopsError("helm is not installed: run `make tools` (it unpacks a pinned helm) or put helm on PATH")
+    return str(found)
+
+
+def cache_dirs() -> list[Path]:
+    """The chart cache folders that exist, in the order they are searched."""
+    configured = [Path(p).expanduser() for p in os.environ.get("MLOPS_CHART_CACHE", "").split(os.pathsep) if p]
+    home = Path(os.environ.get("MLOPS_HOME", CHECKOUT / ".mlops")).resolve()
+    candidates = configured or [home / "charts", CHECKOUT / ".mlops" / "charts", CHECKOUT.parent / "shared" / "upstream"]
+    return [folder for folder in dict.fromkeys(candidates) if folder.is_dir()]
+
+
+def fill_hint(chart: str, version: str, repo_url: str) -> str:
+    oci = "://" not in repo_url
+    pull = (f"helm pull oci://{repo_url}/{chart} --version {version}" if oci
+            else f"helm pull {chart} --repo {repo_url} --version {version}")
+    return f"`{pull} --untar --untardir .mlops/charts/{chart}` then rename the folder to {version} (or set MLOPS_CHART_CACHE)"
+
+
+def find_chart(chart: str, version: str, repo_url: str) -> Path:
+    """The unpacked chart ``chart`` at exactly ``version``; a clear error saying how to fill the cache."""
+    for folder in cache_dirs():
+        candidate = folder / chart / version
+        if (candidate / "Chart.yaml").is_file():
+            return candidate
+    searched = ", ".join(str(f) for f in cache_dirs()) or "no cache folder exists"
+    raise MissingArtifact(f"chart {chart} {version} is not in the chart cache ({searched}); fill it with "
+                          + fill_hint(chart, version, repo_url))
+
+
+def find_artifact(project: str, version: str) -> Path:
+    """An upstream project's files at ``version`` (e.g. argo-cd/v3.5.1 holding manifests/crds)."""
+    for folder in cache_dirs():
+        candidate = folder / project / version
+        if candidate.is_dir():
+            return candidate
+    raise MissingArtifact(f"{project} {version} is not in the chart cache ({', '.join(map(str, cache_dirs())) or 'none'}); "
+                          f"put its unpacked sources at .mlops/charts/{project}/{version}/ (or set MLOPS_CHART_CACHE)")
+
+
+class MissingArtifact(MlopsError):
+    """An upstream chart or CRD that rendering needs is not in the cache (tests skip, naming it)."""

@@ -1,0 +1,52 @@
+"""Every container image an environment runs, in one list: what a release job pre-pulls and checks exists.
+
+Collected from the rendered manifests (pod templates, the operators' custom resources, Argo templates,
+and images that operators are told to run through their arguments) and from the Dockerfiles' base images.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+from pathlib import Path
+
+# An image reference passed to an operator as a flag: `--prometheus-config-reloader=quay.io/x/y:v1`, or
+# `--executor-image` followed by `quay.io/argoproj/argoexec:v4.0.4`.
+_REFERENCE = r"(?:[\w.-]+/)+[\w.-]+(?::[\w.-]+|@sha256:[0-9a-f]{64})"
+_FLAG_WITH_IMAGE = re.compile(rf"^--[a-z-]*(?:image|reloader)[a-z-]*=({_REFERENCE})$")
+_IMAGE_FLAG = re.compile(r"^--[a-z-]*image$")
+_IMAGE = re.compile(rf"^{_REFERENCE}$")
+_FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)", re.MULTILINE)
+
+
+def images_in(node: object) -> set[str]:
+    """Image references anywhere in a manifest: values of `image:` keys and image flags in args."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "image" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= images_in(value)
+    elif isinstance(node, list):
+        for before, item in pairwise([None, *node]):
+            if isinstance(item, str) and (match := _FLAG_WITH_IMAGE.match(item)):
+                found.add(match.group(1))
+            elif isinstance(item, str) and isinstance(before, str) and _IMAGE_FLAG.match(before) and _IMAGE.match(item):
+                found.add(item)
+            else:
+                found |= images_in(item)
+    return found
+
+
+def dockerfile_bases(root: Path) -> set[str]:
+    return {match for path in sorted((root / "images").glob("*/Dockerfile"))
+            for match in _FROM.findall(path.read_text(encoding="utf-8"))}
+
+
+def is_pinned(image: str) -> bool:
+    """A tag that names a release (not latest, not absent) or a digest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")

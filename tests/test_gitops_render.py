@@ -1,0 +1,111 @@
+"""Every environment rendered as ArgoCD renders it, upstream charts included, and every object validated.
+
+`mlops gitops render ENV` starts from the root Application the bootstrap creates, renders the apps chart into
+the environment's Applications, and renders each with the exact chart, version, value files and release name it
+names (tests/gitops.py). Each object is then checked as the API server would check it (mlops.gitops.validate).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from gitops import ENV_APPS, ROOT, application, documents, missing, rendered, schemas
+from infra.config import BootstrapConfig
+from mlops.gitops.charts import find_chart
+from mlops.gitops.images import dockerfile_bases, images_in, is_pinned
+from mlops.gitops.layout import ENVIRONMENTS
+from mlops.gitops.render import KUBERNETES_VERSION, applied_by_argocd, load_all, root_application, sources
+from mlops.gitops.validate import problems
+
+MLOPS = [sys.executable, "-m", "mlops"]
+
+
+@pytest.mark.parametrize(("env", "app"), ENV_APPS, ids=[f"{env}:{app}" for env, app in ENV_APPS])
+def test_every_object_is_valid(env: str, app: str):
+    result = application(env, app)
+    if result.missing:
+        pytest.skip(result.missing)
+    assert result.documents, f"{app} renders nothing"
+    found = problems(result.documents, schemas(env))
+    no_crd = [p for p in found if "no CustomResourceDefinition" in p]
+    if no_crd and missing(env):
+        pytest.skip(f"{no_crd[0]}: its CRD comes with a chart that is not in the cache ({missing(env)[0]})")
+    assert found == []
+
+
+def test_the_cluster_version_is_the_one_the_stacks_install():
+    assert BootstrapConfig().k3s_version.startswith(f"v{KUBERNETES_VERSION}+k3s")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_upstream_charts_are_the_pinned_versions(env: str):
+    """The cache holds exactly the chart and version each Application names (its Chart.yaml says so)."""
+    for result in rendered(env)[1:]:
+        for source in sources(result.application):
+            if "chart" in source and not result.missing:
+                chart = yaml.safe_load((find_chart(source["chart"], source["targetRevision"], source["repoURL"])
+                                        / "Chart.yaml").read_text())
+                assert (chart["name"], str(chart["version"])) == (source["chart"], str(source["targetRevision"])), result.name
+
+
+def test_the_root_application_passes_the_domain_and_this_repository():
+    root = root_application(ROOT, "staging", "198.51.100.7.nip.io")
+    parameters = {p["name"]: p["value"] for p in root["spec"]["source"]["helm"]["parameters"]}
+    assert parameters == {"domain": "198.51.100.7.nip.io", "repoURL": BootstrapConfig().repo_url,
+                          "targetRevision": BootstrapConfig().revision}
+    assert root["spec"]["source"]["helm"]["valueFiles"] == ["../envs/staging/apps.yaml"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_host_name_comes_from_the_domain(env: str):
+    """No host is written in git: every Ingress host is <name>.<domain>, with a certificate from the ACME issuer."""
+    ingresses = documents(env, "Ingress")
+    assert ingresses, "no Ingress at all"
+    for ingress in ingresses:
+        hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+        assert all(re.fullmatch(r"[a-z]+\.203\.0\.113\.10\.nip\.io", host) for host in hosts), hosts
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        assert [h for tls in ingress["spec"]["tls"] for h in tls["hosts"]] == hosts
+    assert "example.org" not in "".join(r.manifests for r in rendered(env))
+
+
+def test_helm_test_hooks_are_left_out_as_argocd_does():
+    assert not applied_by_argocd({"metadata": {"annotations": {"helm.sh/hook": "test"}}})
+    assert applied_by_argocd({"metadata": {"annotations": {"helm.sh/hook": "pre-install,pre-upgrade"}}})
+    assert not [d for env in ENVIRONMENTS for d in documents(env) if not applied_by_argocd(d)]
+
+
+def test_images_are_listed_in_one_place_and_pinned(capsys):
+    """Every image the environments run (and the Dockerfiles build on), as `mlops gitops images` prints it."""
+    found = dockerfile_bases(ROOT) | {image for env in ENVIRONMENTS for image in images_in(documents(env))}
+    with capsys.disabled():
+        print("\nimages:\n  " + "\n  ".join(sorted(found)))
+    assert {"quay.io/argoproj/argoexec:v4.0.4", "nvcr.io/nvidia/tritonserver:24.10-py3"} <= found
+    assert [image for image in found if not is_pinned(image.replace("{{workflow.parameters.image-tag}}", "v1.0.0"))] == []
+    assert not is_pinned("quay.io/x/y:latest") and not is_pinned("quay.io/x/y") and is_pinned("quay.io/x/y@sha256:" + "0" * 64)
+
+
+def test_images_in_finds_operator_flags():
+    container = {"image": "a/b:1", "args": ["--executor-image", "quay.io/argoproj/argoexec:v4.0.4",
+                                            "--prometheus-config-reloader=quay.io/p/r:v0.88.1", "--log-level", "info"]}
+    assert images_in({"spec": {"containers": [container]}}) == {"a/b:1", "quay.io/argoproj/argoexec:v4.0.4", "quay.io/p/r:v0.88.1"}
+
+
+def test_cli_render_and_validate():
+    done = subprocess.run([*MLOPS, "gitops", "render", "dev", "--domain", "198.51.100.7.nip.io"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if "is not in the chart cache" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    docs = load_all(done.stdout)
+    assert docs[0]["metadata"]["name"] == "root-dev" and "qa.198.51.100.7.nip.io" in done.stdout
+    bad = subprocess.run([*MLOPS, "gitops", "render", "qa"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: unknown environment 'qa'")
+    checked = subprocess.run([*MLOPS, "gitops", "validate", "dev"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert re.search(r"dev: 7 Applications, \d+ objects checked", checked.stderr)
