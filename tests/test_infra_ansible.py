@@ -85,7 +85,13 @@ def test_k3s_and_argocd_configuration_render(tmp_path: Path):
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {"name": "argocd-server", "port": {"name": "http"}}
     app = yaml.safe_load((tmp_path / "argocd" / "root-staging.yaml").read_text())
     assert app["kind"] == "Application" and app["metadata"]["name"] == "root-staging"
-    assert app["spec"]["source"] == {"repoURL": "https://github.com/acme/qa.git", "targetRevision": "v1.2.0", "path": "gitops/envs/staging/apps"}
+    assert app["spec"]["source"] == {
+        "repoURL": "https://github.com/acme/qa.git", "targetRevision": "v1.2.0", "path": "gitops/apps",
+        "helm": {"releaseName": "root-staging", "valueFiles": ["../envs/staging/apps.yaml"],
+                 "parameters": [{"name": "domain", "value": "129.114.108.10.nip.io"},
+                                {"name": "repoURL", "value": "https://github.com/acme/qa.git"},
+                                {"name": "targetRevision", "value": "v1.2.0"}]}}
+    assert ingress["spec"]["tls"] == [{"secretName": "argocd-ingress-tls", "hosts": ["argocd.129.114.108.10.nip.io"]}]
     assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
 
 
