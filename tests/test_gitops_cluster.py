@@ -160,3 +160,56 @@ def test_dev_runs_no_gpu():
 
 def test_the_quantity_parser():
     assert quantity("500m") == 0.5 and quantity("2Gi") == 2 * 2**30 and quantity(2) == 2.0 and quantity("1G") == 1e9
+
+
+def volumes(env: str) -> dict[str, int]:
+    """The stack's persistent volumes: name -> size in GB (Pulumi.<env>.yaml)."""
+    stack = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
+    return {v["name"]: v["size_gb"] for v in stack.get("transformers-qa:volumes", [])}
+
+
+def claims(env: str) -> list[tuple[str, dict, dict]]:
+    """(owner, claim spec, the pod spec that mounts it) of every PersistentVolumeClaim env creates: plain PVCs
+    (with the workload that mounts them), StatefulSet templates, and the Prometheus/Alertmanager storage specs."""
+    docs = promoted(env)
+    found = []
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "PersistentVolumeClaim":
+            users = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in WORKLOADS and any(
+                v.get("persistentVolumeClaim", {}).get("claimName") == doc["metadata"]["name"]
+                for v in d["spec"]["template"]["spec"].get("volumes", []))]
+            found += [(name, doc["spec"], spec) for spec in users]
+        elif doc["kind"] == "StatefulSet":
+            found += [(name, t["spec"], doc["spec"]["template"]["spec"]) for t in doc["spec"].get("volumeClaimTemplates", [])]
+        elif doc["kind"] in ("Prometheus", "Alertmanager"):
+            template = doc["spec"].get("storage", {}).get("volumeClaimTemplate")
+            if template:
+                found.append((name, template["spec"], doc["spec"]))
+    return found
+
+
+# What may stay on a node's own disk (k3s local-path): caches and state that is rebuilt from git or metrics.
+DISPOSABLE = {"PersistentVolumeClaim/kube-prometheus-stack-grafana", "Alertmanager/kube-prometheus-stack-alertmanager"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_stateful_charts_store_on_the_stacks_volumes(env: str):
+    """Every claim of PostgreSQL, MinIO and Prometheus lands on the StorageClass of one of the stack's volumes
+    (qa-<volume>, a folder on the volume mounted on the control node), no bigger than the volume, from a pod
+    pinned to the control node; only disposable state uses the node's disk."""
+    sizes = volumes(env)
+    seen = set()
+    for owner, claim, pod in claims(env):
+        storage_class = claim.get("storageClassName")
+        if owner in DISPOSABLE or (env == "dev" and owner.startswith("Prometheus/")):
+            assert storage_class in (None, "local-path"), owner
+            continue
+        assert storage_class and storage_class.startswith("qa-"), f"{owner}: storageClassName {storage_class!r}"
+        volume = storage_class.removeprefix("qa-")
+        assert volume in sizes, f"{owner}: {storage_class} but {env}'s stack has no volume {volume!r} ({sorted(sizes)})"
+        assert quantity(claim["resources"]["requests"]["storage"]) <= sizes[volume] * 1e9, f"{owner}: bigger than the volume"
+        assert runs_on(pod) == "control", f"{owner}: its pod may run away from the volume (on any node)"
+        seen.add(volume)
+    assert {"postgresql", "minio"} <= seen, f"{env}: nothing stores on {sorted({'postgresql', 'minio'} - seen)}"
+    assert seen == set(sizes), f"{env}: volumes nothing uses: {sorted(set(sizes) - seen)}"
