@@ -4,6 +4,7 @@ context; what each assumes about its base (images/base-images.yaml) checked by r
 from __future__ import annotations
 
 import importlib.metadata
+import posixpath
 import re
 import subprocess
 import sys
@@ -130,6 +131,68 @@ def test_pods_run_as_the_uid_and_gid_their_image_is_made_for():
         image = dockerfiles.load(ROOT / "images" / "trainer" / "Dockerfile")
         security = _pod_security(spec, c)
         assert (str(security["runAsUser"]), str(security["runAsGroup"])) == image.uid_gid, template["name"]
+
+
+# -- the trainer's folders under Argo ------------------------------------------------------------------------
+def _config_maps() -> dict[str, dict]:
+    docs = yaml.safe_load_all((ROOT / "workflows" / "pipeline-config.yaml").read_text(encoding="utf-8"))
+    return {d["metadata"]["name"]: d.get("data", {}) for d in docs if d and d["kind"] == "ConfigMap"}
+
+
+def _container_env(image: dockerfiles.Image, c: dict) -> dict[str, str]:
+    """The environment the step's process gets: the image's, then envFrom ConfigMaps, then env."""
+    env = dict(image.env)
+    for source in c.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(_config_maps()[source["configMapRef"]["name"]])
+    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+    return env
+
+
+def _folder(replay: dockerfiles.Replay, path: str, mounts: list[str]) -> tuple[int, int, int] | str | None:
+    """A folder as the container sees it: a volume, the image's (owner, group, mode), one the container runtime
+    makes as root (0755) on the way to a mount below it, or None when it does not exist."""
+    if path in mounts:
+        return "volume"
+    host = replay.host(path)
+    if host.is_dir():
+        st = host.stat()
+        return st.st_uid, st.st_gid, st.st_mode
+    if any(m.startswith(path.rstrip("/") + "/") for m in mounts):
+        return 0, 0, 0o40755
+    return None
+
+
+def _cannot_write(replay: dockerfiles.Replay, path: str, mounts: list[str], uid: int, gids: set[int]) -> str | None:
+    """Why a process with uid/gids cannot create files in `path` (making it first if missing); None if it can."""
+    folder = path
+    while (info := _folder(replay, folder, mounts)) is None:
+        folder = posixpath.dirname(folder)
+    if info == "volume":
+        return None  # the volume's own permissions (fsGroup), not the image's
+    owner, group, mode = info
+    if (owner == uid and mode & 0o300 == 0o300) or (group in gids and mode & 0o030 == 0o030) or mode & 0o003 == 0o003:
+        return None
+    return f"{folder} is {owner}:{group} {oct(mode & 0o777)}"
+
+
+def test_trainer_steps_can_write_where_the_workflow_makes_them_write(replays):
+    """Input artifacts are mounted (subPath) at their path; the runtime makes missing folders above a mount as
+    root. Every step writes MLOPS_HOME; a step also writes its output artifacts and its workingDir."""
+    image, replay = replays("trainer")
+    checked = 0
+    for file, spec, template, c in _trainer_templates():
+        security = _pod_security(spec, c)
+        uid, gids = security["runAsUser"], {security["runAsGroup"], security.get("fsGroup", security["runAsGroup"])}
+        mounts = [a["path"] for a in template.get("inputs", {}).get("artifacts", [])]
+        mounts += [m["mountPath"] for m in c.get("volumeMounts", [])]
+        writes = [_container_env(image, c)["MLOPS_HOME"]]
+        writes += [posixpath.dirname(a["path"]) for a in template.get("outputs", {}).get("artifacts", [])]
+        writes += [c.get("workingDir", image.workdir)]
+        problems = {p: why for p in writes if (why := _cannot_write(replay, p, mounts, uid, gids))}
+        assert not problems, f"{file} {template['name']} runs as {uid} and cannot write: {problems}"
+        checked += 1
+    assert checked >= 5
 
 
 # -- Python, glibc and the lock --------------------------------------------------------------------------------
