@@ -7,6 +7,7 @@ the tests that need it skip, saying which chart and how to fill the cache.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -64,6 +65,23 @@ def schemas(env: str) -> Schemas:
     """The CRD schemas of ``env``: those its charts install, plus ArgoCD's and Argo Workflows' full ones."""
     require_cache()
     return _schemas(env)
+
+
+def promoted_service(env: str) -> list[dict]:
+    """Our chart as ``env``'s Application renders it once a promotion has set the model version and image tags
+    (before the first promotion it runs no pods)."""
+    app = copy.deepcopy(application(env, f"transformers-qa-{env}").application)
+    app["spec"]["source"]["helm"]["parameters"] = [
+        {"name": "model.version", "value": "1", "forceString": True},
+        {"name": "images.triton.tag", "value": "v1.0.0"}, {"name": "images.api.tag", "value": "v1.0.0"}]
+    return load_all(render_application(ROOT, app, []))
+
+
+def container(manifests: list[dict], component: str) -> dict:
+    """The container of our Deployment of ``component`` (triton, api)."""
+    pod = next(d for d in manifests if d["kind"] == "Deployment"
+               and d["metadata"]["labels"].get("app.kubernetes.io/component") == component)["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == component)
 
 
 def render_all(root: Path, env: str) -> str:

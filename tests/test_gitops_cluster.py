@@ -6,15 +6,13 @@ set), since an environment's first promotion is when its Triton and API pods app
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import yaml
 
-from gitops import ROOT, application, documents
+from gitops import ROOT, documents, promoted_service
 from mlops.gitops.layout import ENVIRONMENTS
-from mlops.gitops.render import load_all, render_application
 
 # Hardware per reserved node, with the source of each figure.
 FLAVORS = {  # KVM@TACC flavors (OpenStack's standard m1 sizes, as Chameleon's KVM site lists them)
@@ -45,12 +43,7 @@ def hardware(group: dict) -> dict:
 
 def promoted(env: str) -> list[dict]:
     """Everything ``env`` runs once a promotion set its model version and image tags."""
-    service = application(env, f"transformers-qa-{env}").application
-    app = copy.deepcopy(service)
-    app["spec"]["source"]["helm"]["parameters"] = [
-        {"name": "model.version", "value": "1", "forceString": True},
-        {"name": "images.triton.tag", "value": "v1.0.0"}, {"name": "images.api.tag", "value": "v1.0.0"}]
-    ours = load_all(render_application(ROOT, app, []))
+    ours = promoted_service(env)
     return [d for d in documents(env) if d.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/instance") != "transformers-qa"] + ours
 
 

@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import dockerfiles
+from gitops import promoted_service
 from mlops.gitops.layout import ENVIRONMENTS
-from rendered import service_manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
@@ -118,7 +118,7 @@ def _pod_security(pod: dict, container: dict) -> dict:
 
 def test_pods_run_as_the_uid_and_gid_their_image_is_made_for():
     for env in ENVIRONMENTS:
-        for manifest in service_manifests(env):
+        for manifest in promoted_service(env):
             if manifest["kind"] != "Deployment":
                 continue
             pod = manifest["spec"]["template"]["spec"]

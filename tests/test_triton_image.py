@@ -19,11 +19,11 @@ import pytest
 import dockerfiles
 from conftest import QA_MODEL
 from elf_loader import read_dynamic, resolve
+from gitops import container, promoted_service
 from mlops.gitops.layout import ENVIRONMENTS
 from mlops.retrieval import Retriever
 from mlops.triton.client import TritonQAClient
 from mlops.triton.server import HOST, TritonServer, find_tritonserver
-from rendered import container, service_manifests
 
 IMAGE = dockerfiles.load(dockerfiles.ROOT / "images" / "triton" / "Dockerfile")
 FACTS = dockerfiles.base_facts(IMAGE.base)
@@ -141,7 +141,7 @@ class PodArgvTriton(TritonServer):
 
 
 def _pod(env: str) -> tuple[list[str], dict]:
-    triton = container(service_manifests(env), "triton")
+    triton = container(promoted_service(env), "triton")
     return kubernetes_argv(IMAGE.entrypoint, IMAGE.cmd, triton.get("command"), triton.get("args")), triton
 
 
