@@ -34,7 +34,7 @@ PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 STORAGE_NET = "5c0ffee0-1111-4222-8333-944444444444"
 SECRETS = {"db_password": "db secret/value", "db_admin_password": "admin-secret-value", "minio_password": "minio-secret-value",
            "grafana_password": "grafana-secret-value", "model_store_publisher_password": "publisher-secret",
-           "mlflow_admin_password": "mlflow-admin-secret", "gitops_deploy_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+           "mlflow_admin_password": "mlflow-admin-secret", "gitops_deploy_key": "fake-deploy-key"}
 # Nova: GET /v2.1/flavors/detail (compute api-ref), standard flavor ids are short strings ("4", "5").
 FLAVORS = {"m1.large": flavor("4", "m1.large", 4, 8192, 40), "m1.xlarge": flavor("5", "m1.xlarge", 8, 16384, 80)}
 
