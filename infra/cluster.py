@@ -1,11 +1,15 @@
 """The environment's OpenStack resources, as one ComponentResource whose children are attributes.
 
-Network (a private network, subnet and router on KVM; on bare metal the site's shared network, or
-with volumes the storage network reserved in the lease plus a subnet and router), one security group
-(SSH and the Kubernetes API only from the allowed CIDRs, HTTP/HTTPS for the ingress, anything between
-the cluster's own nodes), a key pair, one port + instance per node placed in the lease's reservation,
-a floating IP on the control node (reserved in the lease on bare metal), and the persistent data:
-Cinder volumes attached to their node on KVM, Manila NFS shares on bare metal, protected in prod.
+Network: on KVM a private network, subnet and router; on bare metal the site's shared network, or with
+volumes the storage network reserved in the lease. Blazar makes that network's subnet itself (from the
+filesystem subnet pool) and plugs it into its NFS router, so the cluster looks the subnet up and reaches
+the internet through its own router attached by a port on it (Chameleon docs, technical/shares/concepts.rst).
+Security groups (KVM@TACC only; bare-metal sites have none and the nodes' firewalld enforces the same
+policy, infra/ansible/roles/firewall): SSH and the Kubernetes API only from the allowed CIDRs, HTTP/HTTPS
+for the ingress, anything between the cluster's own nodes. A key pair, one port + instance per node placed
+in its reservation, a floating IP on the control node (reserved in the lease on bare metal), and the
+persistent data: Cinder volumes attached to the control node on KVM, Manila NFS shares on bare metal,
+protected in prod.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ import pulumi
 import pulumi_openstack as openstack
 
 from infra.config import PROJECT, StackConfig
-from infra.lease import Lease
+from infra.lease import Lease, reservation_key
 from infra.sites import SITES
 
 K8S_API_PORT = 6443
 BAREMETAL_FLAVOR = "baremetal"
+# Nova's libvirt driver ignores requested device names and parallel attaches come up in any order; the
+# guest sees each volume by its serial, the volume id cut to virtio-blk's 20 bytes.
+CINDER_DEVICE = "/dev/disk/by-id/virtio-{serial}"
+VIRTIO_SERIAL_LENGTH = 20
 
 
 def labels(config: StackConfig) -> dict[str, str]:
@@ -28,6 +36,12 @@ def labels(config: StackConfig) -> dict[str, str]:
 
 def tag_list(config: StackConfig) -> list[str]:
     return [f"{key}={value}" for key, value in labels(config).items()]
+
+
+def node_reservation(group) -> dict:
+    """The reservation a node group's instances are placed in: one per node type (bare metal) or flavor (KVM),
+    shared by every group that uses it (infra/lease.py says why)."""
+    return {"kind": "host", "node_type": group.node_type} if group.node_type else {"kind": "flavor", "flavor": group.flavor}
 
 
 class Cluster(pulumi.ComponentResource):
@@ -40,7 +54,7 @@ class Cluster(pulumi.ComponentResource):
 
         public_network = openstack.networking.get_network_output(name=site.public_network, opts=pulumi.InvokeOutputOptions(parent=self))
         self.network_id, network_ready = self._network(name, config, lease, public_network, tags, child)
-        self.security_group = self._security_group(name, config, tags, child)
+        self.security_group = self._security_group(name, config, tags, child) if site.security_groups else None
         self.key_pair = openstack.compute.Keypair(f"{name}-key", name=config.access.key_name, public_key=public_key, opts=child)
 
         self.instances: dict[str, list[openstack.compute.Instance]] = {}
@@ -68,24 +82,29 @@ class Cluster(pulumi.ComponentResource):
 
     def _network(self, name, config: StackConfig, lease: Lease, public_network, tags, child):
         """(network id, resources the instances must wait for)."""
+        invoke = pulumi.InvokeOutputOptions(parent=self)
         if config.storage_network:
-            # Blazar creates this network when the lease starts; the lookup waits for the lease's outputs.
-            reserved_name = lease.reserved.apply(lambda _: config.storage_network_name)
-            network_id = openstack.networking.get_network_output(name=reserved_name, opts=pulumi.InvokeOutputOptions(parent=self)).id
-            return network_id, self._subnet_and_router(name, config, network_id, public_network, tags, child)
+            # Blazar creates the network and its subnet when the lease starts; the lookups wait for the lease's outputs.
+            network_name = lease.reserved.apply(lambda _: config.storage_network_name)
+            network_id = openstack.networking.get_network_output(name=network_name, opts=invoke).id
+            self.subnet = openstack.networking.get_subnet_output(name=config.storage_subnet_name, network_id=network_id, opts=invoke)
+            # Blazar's NFS router holds the subnet's gateway address, so ours joins through a port with another one.
+            self.router_port = openstack.networking.Port(
+                f"{name}-router-port", network_id=network_id, fixed_ips=[{"subnet_id": self.subnet.id}], tags=tags, opts=child)
+            return network_id, self._router(name, public_network, {"port_id": self.router_port.id}, tags, child)
         if config.network.create:
             self.network = openstack.networking.Network(f"{name}-net", name=config.network.name, tags=tags, opts=child)
-            return self.network.id, self._subnet_and_router(name, config, self.network.id, public_network, tags, child)
-        shared = openstack.networking.get_network_output(name=config.network.name, opts=pulumi.InvokeOutputOptions(parent=self))
+            self.subnet = openstack.networking.Subnet(
+                f"{name}-subnet", network_id=self.network.id, cidr=config.network.cidr, ip_version=4,
+                dns_nameservers=["8.8.8.8", "1.1.1.1"], tags=tags, opts=child)
+            return self.network.id, [self.subnet, *self._router(name, public_network, {"subnet_id": self.subnet.id}, tags, child)]
+        shared = openstack.networking.get_network_output(name=config.network.name, opts=invoke)
         return shared.id, []
 
-    def _subnet_and_router(self, name, config: StackConfig, network_id, public_network, tags, child) -> list[pulumi.Resource]:
-        self.subnet = openstack.networking.Subnet(
-            f"{name}-subnet", network_id=network_id, cidr=config.network.cidr, ip_version=4,
-            dns_nameservers=["8.8.8.8", "1.1.1.1"], tags=tags, opts=child)
+    def _router(self, name, public_network, attach: dict, tags, child) -> list[pulumi.Resource]:
         self.router = openstack.networking.Router(f"{name}-router", external_network_id=public_network.id, tags=tags, opts=child)
-        interface = openstack.networking.RouterInterface(f"{name}-router-if", router_id=self.router.id, subnet_id=self.subnet.id, opts=child)
-        return [self.subnet, interface]
+        interface = openstack.networking.RouterInterface(f"{name}-router-if", router_id=self.router.id, **attach, opts=child)
+        return [interface]
 
     def _security_group(self, name, config: StackConfig, tags, child) -> openstack.networking.SecGroup:
         group = openstack.networking.SecGroup(f"{name}-sg", description=f"{PROJECT} {config.environment}: nodes", tags=tags, opts=child)
@@ -99,7 +118,7 @@ class Cluster(pulumi.ComponentResource):
                 description=f"{purpose} from {cidr}", opts=child)
             for index, (purpose, cidr, port) in enumerate(rules)
         ]
-        # Node to node (k3s: flannel VXLAN, kubelet, etcd): anything from members of this group.
+        # Node to node (k3s: flannel VXLAN, kubelet, the API): anything from members of this group.
         self.rules += [
             openstack.networking.SecGroupRule(
                 f"{name}-intra-{protocol}", security_group_id=group.id, direction="ingress", ethertype="IPv4",
@@ -110,14 +129,14 @@ class Cluster(pulumi.ComponentResource):
 
     def _node(self, name, group, index, lease: Lease, network_ready, tags, child):
         node = f"{name}-{group.role}-{index}"
-        port = openstack.networking.Port(f"{node}-port", network_id=self.network_id, security_group_ids=[self.security_group.id],
-                                         tags=tags, opts=child)
-        placement: dict = {}
+        groups = {"security_group_ids": [self.security_group.id]} if self.security_group else {}
+        port = openstack.networking.Port(f"{node}-port", network_id=self.network_id, tags=tags, opts=child, **groups)
+        key = reservation_key(node_reservation(group))
         if group.node_type:  # bare metal: the generic flavor, placed by the host reservation
-            reservation = lease.reserved.apply(lambda r, role=group.role: r[f"host:{role}"]["id"])
+            reservation = lease.reserved.apply(lambda r: r[key]["id"])
             placement = {"flavor_name": BAREMETAL_FLAVOR, "scheduler_hints": [{"additional_properties": {"reservation": reservation}}]}
         else:  # KVM: the private flavor Blazar made for the flavor reservation
-            placement = {"flavor_id": lease.reserved.apply(lambda r, role=group.role: r[f"flavor:{role}"]["flavor_id"])}
+            placement = {"flavor_id": lease.reserved.apply(lambda r: r[key]["flavor_id"])}
         instance = openstack.compute.Instance(
             node, name=node, image_name=group.image, key_pair=self.key_pair.name, networks=[{"port": port.id}],
             metadata={**labels(self.config), "role": group.role}, tags=tags, **placement,
@@ -127,7 +146,7 @@ class Cluster(pulumi.ComponentResource):
     def _floating_ip(self, name, bare_metal: bool, lease: Lease, tags, child) -> pulumi.Output[str]:
         if bare_metal:
             # Blazar creates the reserved address tagged with its reservation id.
-            tag = lease.reserved.apply(lambda r: f"reservation:{r['floatingip:control']['id']}")
+            tag = lease.reserved.apply(lambda r: f"reservation:{r['floatingip']['id']}")
             address = openstack.networking.get_floating_ip_output(tags=[tag], opts=pulumi.InvokeOutputOptions(parent=self)).address
         else:
             address = openstack.networking.FloatingIp(f"{name}-fip", pool=SITES[self.config.site].public_network, tags=tags,
@@ -146,9 +165,10 @@ class Cluster(pulumi.ComponentResource):
             created = openstack.blockstorage.Volume(
                 f"{name}-{volume.name}", name=f"{name}-{volume.name}", size=volume.size_gb, metadata=labels(config),
                 description=f"{PROJECT} {config.environment}: {volume.name}", opts=self._data_options())
-            attach = openstack.compute.VolumeAttach(f"{name}-{volume.name}-attach", instance_id=self.instances[volume.role][0].id,
+            attach = openstack.compute.VolumeAttach(f"{name}-{volume.name}-attach", instance_id=self.control.id,
                                                     volume_id=created.id, opts=child)
-            self.mounts[volume.name] = attach.device.apply(lambda device: {"device": device, "fstype": "ext4"})
+            self.mounts[volume.name] = pulumi.Output.all(created.id, attach.id).apply(
+                lambda ids: {"device": CINDER_DEVICE.format(serial=ids[0][:VIRTIO_SERIAL_LENGTH]), "fstype": "ext4"})
             self.storage += [created, attach]
 
     def _manila_shares(self, name, config: StackConfig) -> None:

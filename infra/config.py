@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.sites import SITES
+from infra.sites import GPU_FLAVOR_PREFIX, SITES
 
 PROJECT = "transformers-qa"
-MAX_LEASE_HOURS = 7 * 24  # Chameleon's limit for one lease (it can be prolonged near its end)
-OBJECT_KEYS = ("lease", "node_groups", "volumes", "network", "access", "bootstrap")  # plus `site`, a string
+OBJECT_KEYS = ("lease", "node_groups", "volumes", "network", "access", "bootstrap")
+STRING_KEYS = ("site", "registry_username")
 
 Role = Literal["control", "worker", "gpu"]
 
@@ -27,7 +27,9 @@ class Strict(BaseModel):
 
 
 class LeaseConfig(Strict):
-    hours: int = Field(24, ge=1, le=MAX_LEASE_HOURS, description="lease length from `pulumi up`; Chameleon allows at most 7 days")
+    hours: int = Field(24, ge=1, description="length of a new lease; the site's limit applies (7 days on bare metal)")
+    prolong_hours: int = Field(0, ge=0, description="hours added to the running lease since it was made: raise it to "
+                                                    "prolong (Chameleon allows that in the lease's last 48 h)")
 
 
 class NodeGroup(Strict):
@@ -40,19 +42,29 @@ class NodeGroup(Strict):
     image: str = "CC-Ubuntu22.04"
 
 
-class VolumeConfig(Strict):
-    """Persistent data: a Cinder volume on KVM, a Manila NFS share on bare metal (see sites.Site.storage)."""
+VolumeName = Literal["postgresql", "minio", "prometheus"]
+# What each environment's charts store on (docs/deployment.md, Storage): every environment runs PostgreSQL
+# and MinIO; staging and prod also keep Prometheus' data.
+REQUIRED_VOLUMES: dict[str, tuple[str, ...]] = {
+    "dev": ("postgresql", "minio"),
+    "staging": ("postgresql", "minio", "prometheus"),
+    "prod": ("postgresql", "minio", "prometheus"),
+}
 
-    name: Literal["mlflow-db", "artifacts", "datasets"]
+
+class VolumeConfig(Strict):
+    """Persistent data: a Cinder volume on KVM, a Manila NFS share on bare metal (see sites.Site.storage),
+    named after what stores on it; mounted on the control node, where its StorageClass puts volumes."""
+
+    name: VolumeName
     size_gb: int = Field(ge=1, le=2000)
-    role: Role = "control"  # the node it is attached to (the first of that role)
 
 
 class NetworkConfig(Strict):
-    # On bare metal with volumes, nodes go on the storage network reserved in the lease (its subnet uses `cidr`).
+    # On bare metal with volumes, nodes go on the storage network reserved in the lease, whose subnet Blazar makes.
     create: bool = Field(False, description="make a private network + router (KVM); bare metal uses the shared network")
     name: str = "sharednet1"
-    cidr: str = "192.168.50.0/24"
+    cidr: str = Field("192.168.50.0/24", description="the subnet of the network this stack creates (network.create)")
 
     @field_validator("cidr")
     @classmethod
@@ -77,7 +89,7 @@ class AccessConfig(Strict):
 
 class BootstrapConfig(Strict):
     k3s_version: str = Field("v1.31.4+k3s1", pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
-    argocd_version: str = Field("v2.13.3", pattern=r"^v\d+\.\d+\.\d+$")
+    argocd_version: str = Field("v3.5.1", pattern=r"^v\d+\.\d+\.\d+$")
     repo_url: str = Field("https://github.com/transformers-qa/transformers-qa.git", pattern=r"^(https://|git@)")
     revision: str = "main"
 
@@ -91,6 +103,7 @@ class StackConfig(Strict):
     network: NetworkConfig = NetworkConfig()
     access: AccessConfig
     bootstrap: BootstrapConfig = BootstrapConfig()
+    registry_username: str | None = Field(None, min_length=1, description="ghcr.io user whose token (registry_password) pulls the images")
 
     @field_validator("site")
     @classmethod
@@ -114,8 +127,7 @@ class StackConfig(Strict):
             problems.append("node_groups: exactly one group must have role 'control' (it runs the Kubernetes server)")
         elif next(g for g in self.node_groups if g.role == "control").count != 1:
             problems.append("node_groups: the control group must have count 1")
-        roles = {g.role for g in self.node_groups}
-        problems += [f"volumes: {v.name} is attached to role {v.role!r}, which no node group has" for v in self.volumes if v.role not in roles]
+        problems += self._lease_problems() + self._storage_problems()
         if self.environment != "dev":
             for key in ("ssh_cidrs", "api_cidrs"):
                 if any(ipaddress.ip_network(c).prefixlen == 0 for c in getattr(self.access, key)):
@@ -123,6 +135,26 @@ class StackConfig(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _lease_problems(self) -> list[str]:
+        site = SITES[self.site]
+        limit = site.max_lease_hours
+        if any((g.flavor or "").startswith(GPU_FLAVOR_PREFIX) for g in self.node_groups):
+            limit = min(limit, site.max_prolong_hours)
+        if self.lease.hours > limit:
+            return [f"lease.hours: {self.site} leases this stack's nodes for at most {limit} hours (got {self.lease.hours}); "
+                    "start shorter and raise lease.prolong_hours near the end"]
+        return []
+
+    def _storage_problems(self) -> list[str]:
+        names = [v.name for v in self.volumes]
+        problems = [f"volumes: {name} is listed {names.count(name)} times" for name in sorted(set(names)) if names.count(name) > 1]
+        problems += [f"volumes: {self.environment} needs a {name} volume (its charts store on StorageClass qa-{name})"
+                     for name in REQUIRED_VOLUMES[self.environment] if name not in names]
+        if self.storage_network and "cidr" in self.network.model_fields_set:
+            problems.append("network.cidr: on bare metal the storage network's subnet is Blazar's own (from the filesystem "
+                            "subnet pool); remove network.cidr")
+        return problems
 
     @property
     def gpu(self) -> bool:
@@ -136,6 +168,11 @@ class StackConfig(Strict):
     @property
     def storage_network_name(self) -> str:
         return f"{PROJECT}-{self.environment}-storage"
+
+    @property
+    def storage_subnet_name(self) -> str:
+        """The subnet Blazar creates on the storage network when the lease starts (blazar storage_plugin.py)."""
+        return f"{self.storage_network_name}-subnet"
 
     @property
     def protect_data(self) -> bool:

@@ -6,52 +6,120 @@ from urllib.parse import quote
 
 import pulumi
 import pulumi_openstack as openstack
+import yaml
 
 from infra.bootstrap import Bootstrap
-from infra.cluster import Cluster
+from infra.cluster import Cluster, node_reservation
 from infra.config import PROJECT, StackConfig
-from infra.lease import Lease
-from infra.sites import SITES
+from infra.lease import Lease, reservation_key
+from infra.sites import SITES, Site
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+# Pulumi secret config -> the environments that need it (docs/deployment.md, Secrets); each is required there.
+SECRET_CONFIG: dict[str, tuple[str, ...]] = {
+    "minio_password": ENVIRONMENTS,
+    "db_password": ENVIRONMENTS,
+    "db_admin_password": ENVIRONMENTS,
+    "grafana_password": ENVIRONMENTS,
+    "model_store_publisher_password": ("dev", "prod"),
+    "mlflow_admin_password": ("staging",),
+    "gitops_deploy_key": ("staging",),
+}
+# Public host names under <domain> (docs/deployment.md, One environment's public names), by stack output.
+PUBLIC_HOSTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "argocd_url": ("argocd", ENVIRONMENTS),
+    "qa_url": ("qa", ENVIRONMENTS),
+    "grafana_url": ("grafana", ENVIRONMENTS),
+    "argo_url": ("argo", ("staging",)),
+    "mlflow_url": ("mlflow", ("staging",)),
+    "model_store_url": ("minio", ("dev", "prod")),
+}
+LOGIN_USER = "cc"  # Chameleon images
+# The bootstrap records host keys on first contact and checks them on every later connection; the ProxyCommand
+# carries the same options, since options given to the outer ssh never reach the jump host's connection.
+HOST_KEY_OPTIONS = "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={{ bootstrap_known_hosts }}"
+# GitHub's published SSH host key: the release workflow pushes its promotion commit over SSH.
+GITHUB_KNOWN_HOSTS = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+FEEDBACK_DATABASE = "postgresql+psycopg://qa:{password}@postgresql.mlflow.svc.cluster.local:5432/feedback"
+REGISTRY = "ghcr.io"
 
 
-def reservations(config: StackConfig, public_network_id: pulumi.Output[str]) -> list[dict]:
-    """One reservation per node group (hosts by node type, or a KVM flavor); on bare metal, the control node's
-    floating IP and (with volumes) the storage network the shares are mounted over."""
-    wanted: list[dict] = []
+class SecretConfigError(Exception):
+    """Secret config the stack needs is missing or half set."""
+
+
+def required_secrets(environment: str) -> list[str]:
+    return [name for name, environments in SECRET_CONFIG.items() if environment in environments]
+
+
+def stack_secrets(raw: pulumi.Config, config: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """The stack's secret config (`pulumi config set --secret`, never in git): all that its environment needs, and the
+    registry password when a registry user is set; SecretConfigError names every one missing."""
+    needed = required_secrets(config.environment)
+    missing = [name for name in needed if raw.get(name) is None]
+    if missing:
+        raise SecretConfigError(
+            f"{config.environment} needs secret config {', '.join(f'{PROJECT}:{m}' for m in missing)}; set each with "
+            f"`pulumi config set --secret {PROJECT}:NAME \"$(openssl rand -base64 24)\"` (gitops_deploy_key: "
+            f"`pulumi config set --secret {PROJECT}:gitops_deploy_key < deploy_key`, the private half of a GitHub deploy "
+            "key with write access)")
+    if (config.registry_username is None) != (raw.get("registry_password") is None):
+        raise SecretConfigError(
+            f"private images need both {PROJECT}:registry_username and {PROJECT}:registry_password (a GitHub token with "
+            f"read:packages), or neither for public images: `pulumi config set --secret {PROJECT}:registry_password ...`")
+    if config.registry_username is not None:
+        needed.append("registry_password")
+    return {name: raw.require_secret(name) for name in needed}
+
+
+def openstack_provider(site: Site, credential_id: str, credential_secret: str) -> openstack.Provider:
+    """The OpenStack provider of the stack's own site: its Keystone and region, whatever openrc is sourced."""
+    return openstack.Provider("openstack", auth_url=site.auth_url, region=site.name, application_credential_id=credential_id,
+                              application_credential_secret=pulumi.Output.secret(credential_secret))
+
+
+def reservations(config: StackConfig, public_network_id: pulumi.Output[str], provider: openstack.Provider) -> list[dict]:
+    """One reservation per node type (bare metal) or flavor (KVM) with the summed count of its groups; on bare metal,
+    the control node's floating IP and (with volumes) the storage network the shares are mounted over."""
+    wanted: dict[str, dict] = {}
     for group in config.node_groups:
-        if group.node_type:
-            wanted.append({"kind": "host", "role": group.role, "count": group.count, "node_type": group.node_type})
+        reservation = node_reservation(group)
+        key = reservation_key(reservation)
+        if key in wanted:
+            wanted[key]["count"] += group.count
+        elif reservation["kind"] == "flavor":
+            flavor_id = openstack.compute.get_flavor_output(name=group.flavor, opts=pulumi.InvokeOutputOptions(provider=provider)).id
+            wanted[key] = {**reservation, "count": group.count, "flavor_id": flavor_id}
         else:
-            flavor_id = openstack.compute.get_flavor_output(name=group.flavor).id
-            wanted.append({"kind": "flavor", "role": group.role, "count": group.count, "flavor_id": flavor_id})
+            wanted[key] = {**reservation, "count": group.count}
     if SITES[config.site].bare_metal:
-        wanted.append({"kind": "floatingip", "role": "control", "count": 1, "network_id": public_network_id})
+        wanted["floatingip"] = {"kind": "floatingip", "count": 1, "network_id": public_network_id}
     if config.storage_network:
-        wanted.append({"kind": "network", "role": "storage", "count": 1, "network_name": config.storage_network_name})
-    return wanted
+        wanted["network"] = {"kind": "network", "count": 1, "network_name": config.storage_network_name}
+    return list(wanted.values())
 
 
 def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Output[str]:
-    """An Ansible inventory (INI): the control node through its floating IP, the others through it as a jump host."""
-    hosts = {role: [node.access_ip_v4 for node in nodes] for role, nodes in cluster.instances.items()}
+    """An Ansible inventory (YAML): the control node through its floating IP, the others through it as a jump host.
+
+    Each host carries its instance id, so replaced nodes make a new inventory (and new recorded host keys).
+    """
+    nodes = [(role, n, node) for role, group in cluster.instances.items() for n, node in enumerate(group)]
 
     def render(args: list) -> str:
-        fip, *addresses = args
-        lines, i = [], 0
-        for role, nodes in hosts.items():
-            lines.append(f"[{role}]")
-            for n, _ in enumerate(nodes):
-                address = addresses[i]
-                i += 1
-                if role == "control":
-                    lines.append(f"{role}-{n} ansible_host={fip} private_ip={address}")
-                else:
-                    lines.append(f"{role}-{n} ansible_host={address} ansible_ssh_common_args='-o ProxyJump=cc@{fip}'")
-            lines.append("")
-        lines += ["[all:vars]", "ansible_user=cc", ""]
-        return "\n".join(lines)
+        fip, *values = args
+        groups: dict = {}
+        for (role, n, _), address, instance_id in zip(nodes, values[0::2], values[1::2], strict=True):
+            host = {"ansible_host": fip if role == "control" else address, "private_ip": address, "instance_id": instance_id}
+            if role != "control":
+                host["ansible_ssh_common_args"] = (f'{HOST_KEY_OPTIONS} -o ProxyCommand="ssh -W %h:%p {HOST_KEY_OPTIONS} '
+                                                   f'-o ConnectTimeout=30 {LOGIN_USER}@{fip}"')
+            groups.setdefault(role, {"hosts": {}})["hosts"][f"{role}-{n}"] = host
+        variables = {"ansible_user": LOGIN_USER, "ansible_ssh_common_args": HOST_KEY_OPTIONS,
+                     "bootstrap_known_hosts": "~/.ssh/known_hosts"}  # the bootstrap passes its own file
+        return yaml.safe_dump({"all": {"vars": variables, "children": groups}}, sort_keys=False)
 
-    return pulumi.Output.all(floating_ip, *[a for nodes in hosts.values() for a in nodes]).apply(render)
+    return pulumi.Output.all(floating_ip, *[v for _, _, node in nodes for v in (node.access_ip_v4, node.id)]).apply(render)
 
 
 def public_host(floating_ip: str) -> str:
@@ -59,32 +127,46 @@ def public_host(floating_ip: str) -> str:
     return f"{floating_ip}.nip.io"
 
 
-# GitHub's published SSH host key: the release workflow pushes its promotion commit over SSH.
-GITHUB_KNOWN_HOSTS = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
-REQUIRED_SECRETS = ("db_password", "db_admin_password", "minio_password", "grafana_password")
-FEEDBACK_DATABASE = "postgresql+psycopg://qa:{password}@postgresql.mlflow.svc.cluster.local:5432/feedback"
+def public_urls(environment: str, domain: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    return {output: domain.apply(lambda d, host=host: f"https://{host}.{d}")
+            for output, (host, environments) in PUBLIC_HOSTS.items() if environment in environments}
 
 
-def cluster_secrets(secrets: dict[str, str]) -> list[dict]:
-    """The Kubernetes Secrets the bootstrap creates (namespace, name, data); git only references them."""
-    minio = {"root-user": "minio", "root-password": secrets["minio_password"]}  # our chart's init containers
+def cluster_secrets(environment: str, secrets: dict[str, str]) -> list[dict]:
+    """The Kubernetes Secrets the bootstrap creates (namespace, name, data); git only references them.
+    Names and keys: docs/deployment.md, Secrets; key names as the charts in gitops/platform/ read them."""
+    minio_user, minio_password = "minio", secrets["minio_password"]
     made = [
-        # Key names as the MinIO, PostgreSQL (Bitnami) and MLflow charts read them (gitops/platform/).
-        {"namespace": "mlflow", "name": "minio", "data": {"rootUser": minio["root-user"], "rootPassword": minio["root-password"]}},
+        {"namespace": "mlflow", "name": "minio", "data": {"rootUser": minio_user, "rootPassword": minio_password}},
         {"namespace": "mlflow", "name": "postgres",
          "data": {"username": "qa", "password": secrets["db_password"], "postgres-password": secrets["db_admin_password"]}},
-        {"namespace": "transformers-qa", "name": "minio", "data": minio},
+        {"namespace": "transformers-qa", "name": "minio", "data": {"root-user": minio_user, "root-password": minio_password}},
         {"namespace": "transformers-qa", "name": "postgres",
          "data": {"url": FEEDBACK_DATABASE.format(password=quote(secrets["db_password"], safe=""))}},
-        {"namespace": "argo", "name": "mlops-pipeline-s3",
-         "data": {"AWS_ACCESS_KEY_ID": minio["root-user"], "AWS_SECRET_ACCESS_KEY": minio["root-password"]}},
         {"namespace": "monitoring", "name": "grafana-admin",
          "data": {"admin-user": "admin", "admin-password": secrets["grafana_password"]}},
     ]
-    if secrets.get("gitops_deploy_key"):
-        made.append({"namespace": "argo", "name": "gitops-deploy-key",
-                     "data": {"ssh-privatekey": secrets["gitops_deploy_key"], "known_hosts": GITHUB_KNOWN_HOSTS}})
+    if environment in ("dev", "prod"):
+        made.append({"namespace": "mlflow", "name": "minio-publisher",
+                     "data": {"secretKey": secrets["model_store_publisher_password"]}})
+    if environment == "staging":
+        made += [
+            {"namespace": "mlflow", "name": "mlflow-auth", "data": {"username": "admin", "password": secrets["mlflow_admin_password"]}},
+            {"namespace": "argo", "name": "mlops-pipeline-s3",
+             "data": {"AWS_ACCESS_KEY_ID": minio_user, "AWS_SECRET_ACCESS_KEY": minio_password}},
+            {"namespace": "argo", "name": "mlops-pipeline-mlflow",
+             "data": {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": secrets["mlflow_admin_password"]}},
+            {"namespace": "argo", "name": "gitops-deploy-key",
+             "data": {"ssh-privatekey": secrets["gitops_deploy_key"], "known_hosts": GITHUB_KNOWN_HOSTS}},
+        ]
     return made
+
+
+def registry_auth(config: StackConfig, password: str | None) -> dict:
+    """k3s's registries.yaml `configs` for the image registry, when pull credentials are configured."""
+    if config.registry_username is None:
+        return {}
+    return {REGISTRY: {"auth": {"username": config.registry_username, "password": password}}}
 
 
 def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pulumi.Input[str]]) -> pulumi.Output[dict]:
@@ -92,6 +174,9 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
     mounts = pulumi.Output.all(**cluster.mounts) if cluster.mounts else {}
     return pulumi.Output.all(fip=cluster.floating_ip, mounts=mounts, secrets=pulumi.Output.all(**secrets)).apply(
         lambda a: {
+            "firewall_ssh_cidrs": config.access.ssh_cidrs,
+            "firewall_api_cidrs": config.access.api_cidrs,
+            "k3s_common_registries_configs": registry_auth(config, a["secrets"].get("registry_password")),
             "k3s_server_version": config.bootstrap.k3s_version,
             "k3s_agent_version": config.bootstrap.k3s_version,
             "k3s_server_public_ip": a["fip"],
@@ -101,25 +186,29 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
             "argocd_repo_url": config.bootstrap.repo_url,
             "argocd_public_host": public_host(a["fip"]),
             "argocd_revision": config.bootstrap.revision,
-            "argocd_secrets": cluster_secrets(a["secrets"]),
+            "argocd_secrets": cluster_secrets(config.environment, a["secrets"]),
         })
 
 
-def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[str]]) -> dict[str, pulumi.Output]:
+def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[str]],
+          provider: openstack.Provider) -> dict[str, pulumi.Output]:
     site = SITES[config.site]
-    public_network = openstack.networking.get_network_output(name=site.public_network)
-    lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}",
-                  hours=config.lease.hours, reservations=reservations(config, public_network.id))
-    cluster = Cluster(config.environment, config, lease, public_key)
+    public_network = openstack.networking.get_network_output(name=site.public_network, opts=pulumi.InvokeOutputOptions(provider=provider))
+    lease = Lease("lease", site=config.site, lease_name=f"{PROJECT}-{config.environment}", hours=config.lease.hours,
+                  prolong_hours=config.lease.prolong_hours, reservations=reservations(config, public_network.id, provider))
+    cluster = Cluster(config.environment, config, lease, public_key, opts=pulumi.ResourceOptions(providers=[provider]))
     waits_for = [cluster.floating_ip_association, *cluster.storage, *[n for nodes in cluster.instances.values() for n in nodes]]
     bootstrap = Bootstrap("bootstrap", inventory=inventory(cluster, cluster.floating_ip), floating_ip=cluster.floating_ip,
                           extravars=bootstrap_vars(config, cluster, secrets), opts=pulumi.ResourceOptions(depends_on=waits_for))
+    domain = cluster.floating_ip.apply(public_host)
     return {
         "lease_id": lease.lease_id,
+        "lease_name": lease.lease_name,
         "lease_end": lease.end_date,
         "floating_ip": cluster.floating_ip,
-        "ssh": cluster.floating_ip.apply(lambda ip: f"ssh cc@{ip}"),
+        "domain": domain,
+        **public_urls(config.environment, domain),
+        "ssh": cluster.floating_ip.apply(lambda ip: f"ssh {LOGIN_USER}@{ip}"),
         "ansible_inventory": inventory(cluster, cluster.floating_ip),
         "kubeconfig": pulumi.Output.secret(bootstrap.kubeconfig),
-        "argocd_url": cluster.floating_ip.apply(lambda ip: f"https://argocd.{public_host(ip)}"),
     }

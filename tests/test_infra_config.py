@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import MAX_LEASE_HOURS, PROJECT, ConfigError, parse
+from infra.config import PROJECT, REQUIRED_VOLUMES, ConfigError, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("dev", "staging", "prod")
@@ -34,15 +34,18 @@ def test_environments_differ_as_documented():
         assert config.gpu and config.site.startswith("CHI@")
         assert any(g.role == "gpu" and g.node_type.startswith("gpu_") for g in config.node_groups)
         assert all(not c.endswith("/0") for c in config.access.ssh_cidrs + config.access.api_cidrs)
+        assert "cidr" not in config.network.model_fields_set  # Blazar makes the storage network's subnet
     assert prod.protect_data and not staging.protect_data
-    assert {v.name for v in dev.volumes} == {"mlflow-db", "artifacts"}
-    assert {v.name for v in prod.volumes} == {v.name for v in staging.volumes} == {"mlflow-db", "artifacts", "datasets"}
+    # docs/deployment.md, Storage: the volumes are named after what stores on them.
+    assert [v.name for v in dev.volumes] == ["postgresql", "minio"]
+    assert [v.name for v in prod.volumes] == [v.name for v in staging.volumes] == ["postgresql", "minio", "prometheus"]
     assert prod.storage_network and staging.storage_network and not dev.storage_network
+    assert prod.storage_subnet_name == f"{PROJECT}-prod-storage-subnet"
 
 
 def test_every_problem_is_reported_at_once_by_key():
     values = stack_values("prod")
-    values["lease"] = {"hours": MAX_LEASE_HOURS + 1, "starts": "tomorrow"}
+    values["lease"] = {"hours": 169, "starts": "tomorrow"}
     values["site"] = "CHI@Mars"
     values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"], "api_cidrs": ["10.0.0.0/33"]}
     values["volumes"] = [{"name": "datasets", "size_gb": 0}]
@@ -50,10 +53,10 @@ def test_every_problem_is_reported_at_once_by_key():
         parse("prod", values)
     message = str(caught.value)
     for expected in (
-        f"{PROJECT}:lease.hours: Input should be less than or equal to 168 (got 169)",
         f"{PROJECT}:lease.starts: Extra inputs are not permitted",
         f"{PROJECT}:site: unknown site 'CHI@Mars'; use one of CHI@TACC, CHI@UC, KVM@TACC",
         f"{PROJECT}:access.api_cidrs: ",
+        f"{PROJECT}:volumes[0].name: Input should be 'postgresql', 'minio' or 'prometheus' (got 'datasets')",
         f"{PROJECT}:volumes[0].size_gb: Input should be greater than or equal to 1 (got 0)",
     ):
         assert expected in message, message
@@ -65,14 +68,12 @@ def test_cross_field_rules():
     values["access"] = {**values["access"], "ssh_cidrs": ["0.0.0.0/0"]}
     values["node_groups"] = [g for g in values["node_groups"] if g["role"] != "control"] + [
         {"role": "gpu", "count": 1, "node_type": "compute_skylake"}]
-    values["volumes"] = [{"name": "datasets", "size_gb": 100}]
     with pytest.raises(ConfigError) as caught:
         parse("prod", values)
     message = str(caught.value)
     assert "a gpu group needs a gpu_* node_type" in message
     assert "exactly one group must have role 'control'" in message
     assert "access.ssh_cidrs: prod must not open it to the whole internet" in message
-    assert "volumes: datasets is attached to role 'control', which no node group has" in message
 
     dev = stack_values("dev")
     dev["node_groups"] = [{"role": "control", "node_type": "compute_skylake"}]
@@ -81,3 +82,34 @@ def test_cross_field_rules():
     dev["access"] = {**dev["access"], "ssh_cidrs": ["0.0.0.0/0"]}  # dev may be open (a warning in the README)
     dev["node_groups"] = [{"role": "control", "flavor": "m1.large"}]
     assert parse("dev", dev).access.ssh_cidrs == ["0.0.0.0/0"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_environment_has_the_volumes_its_charts_store_on(stack: str):
+    values = stack_values(stack)
+    values["volumes"] = [v for v in values["volumes"] if v["name"] != "minio"] + [{"name": "postgresql", "size_gb": 5}]
+    with pytest.raises(ConfigError) as caught:
+        parse(stack, values)
+    assert f"volumes: {stack} needs a minio volume (its charts store on StorageClass qa-minio)" in str(caught.value)
+    assert "volumes: postgresql is listed 2 times" in str(caught.value)
+    assert set(REQUIRED_VOLUMES[stack]) <= {v.name for v in parse(stack, stack_values(stack)).volumes}
+
+
+def test_bare_metal_takes_no_subnet_of_its_own():
+    values = stack_values("staging")
+    values["network"] = {"create": False, "cidr": "192.168.60.0/24"}
+    with pytest.raises(ConfigError, match=r"network.cidr: on bare metal the storage network's subnet is Blazar's own"):
+        parse("staging", values)
+
+
+def test_lease_length_follows_the_site():
+    """Chameleon: 7 days on bare metal and for KVM GPU flavors, 6 months for standard KVM flavors; prolonging is separate."""
+    prod = stack_values("prod")
+    with pytest.raises(ConfigError, match=r"lease.hours: CHI@UC leases this stack's nodes for at most 168 hours \(got 169\)"):
+        parse("prod", {**prod, "lease": {"hours": 169}})
+    assert parse("prod", {**prod, "lease": {"hours": 168, "prolong_hours": 500}}).lease.prolong_hours == 500
+    dev = stack_values("dev")
+    assert parse("dev", {**dev, "lease": {"hours": 24 * 30}}).lease.hours == 720
+    gpu = {**dev, "lease": {"hours": 200}, "node_groups": [*dev["node_groups"], {"role": "worker", "flavor": "g1.h100.pci.1"}]}
+    with pytest.raises(ConfigError, match=r"at most 168 hours \(got 200\)"):
+        parse("dev", gpu)
