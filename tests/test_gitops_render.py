@@ -17,7 +17,7 @@ import yaml
 from gitops import ENV_APPS, ROOT, application, documents, missing, rendered, schemas
 from infra.config import BootstrapConfig
 from mlops.gitops.charts import find_chart
-from mlops.gitops.images import dockerfile_bases, images_in, is_pinned
+from mlops.gitops.images import bootstrap_images, dockerfile_bases, images_in, is_pinned
 from mlops.gitops.layout import ENVIRONMENTS
 from mlops.gitops.render import KUBERNETES_VERSION, applied_by_argocd, load_all, root_application, sources
 from mlops.gitops.validate import problems
@@ -82,10 +82,10 @@ def test_helm_test_hooks_are_left_out_as_argocd_does():
 
 def test_images_are_listed_in_one_place_and_pinned(capsys):
     """Every image the environments run (and the Dockerfiles build on), as `mlops gitops images` prints it."""
-    found = dockerfile_bases(ROOT) | {image for env in ENVIRONMENTS for image in images_in(documents(env))}
+    found = dockerfile_bases(ROOT) | bootstrap_images(ROOT) | {image for env in ENVIRONMENTS for image in images_in(documents(env))}
     with capsys.disabled():
         print("\nimages:\n  " + "\n  ".join(sorted(found)))
-    assert {"quay.io/argoproj/argoexec:v4.0.4", "nvcr.io/nvidia/tritonserver:24.10-py3"} <= found
+    assert {"quay.io/argoproj/argoexec:v4.0.4", "nvcr.io/nvidia/tritonserver:24.10-py3", "rancher/local-path-provisioner:v0.0.30"} <= found
     assert [image for image in found if not is_pinned(image.replace("{{workflow.parameters.image-tag}}", "v1.0.0"))] == []
     assert not is_pinned("quay.io/x/y:latest") and not is_pinned("quay.io/x/y") and is_pinned("quay.io/x/y@sha256:" + "0" * 64)
 

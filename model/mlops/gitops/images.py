@@ -1,7 +1,8 @@
 """Every container image an environment runs, in one list: what a release job pre-pulls and checks exists.
 
 Collected from the rendered manifests (pod templates, the operators' custom resources, Argo templates,
-and images that operators are told to run through their arguments) and from the Dockerfiles' base images.
+and images that operators are told to run through their arguments), from what the bootstrap deploys itself
+(the `*_image` settings of its roles) and from the Dockerfiles' base images.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 from pathlib import Path
+
+import yaml
 
 # An image reference passed to an operator as a flag: `--prometheus-config-reloader=quay.io/x/y:v1`, or
 # `--executor-image` followed by `quay.io/argoproj/argoexec:v4.0.4`.
@@ -36,6 +39,15 @@ def images_in(node: object) -> set[str]:
                 found.add(item)
             else:
                 found |= images_in(item)
+    return found
+
+
+def bootstrap_images(root: Path) -> set[str]:
+    """Images the bootstrap runs outside gitops/ (e.g. the volumes' local-path provisioner)."""
+    found = set()
+    for path in sorted((root / "infra" / "ansible" / "roles").glob("*/defaults/main.yml")):
+        found |= {value for key, value in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items()
+                  if key.endswith("_image") and isinstance(value, str)}
     return found
 
 
