@@ -48,6 +48,13 @@ class SecretConfigError(Exception):
     """Secret config the stack needs is missing or half set."""
 
 
+# Passwords that end up inside URLs and inside the MLflow chart's `sed` substitution of its auth config, where
+# `/`, `&`, `@` or `:` (all of base64's and more) break them: letters and digits only (`openssl rand -hex 24`).
+PLAIN_PASSWORDS = ("db_password", "db_admin_password", "minio_password", "grafana_password",
+                   "model_store_publisher_password", "mlflow_admin_password")
+NEW_PASSWORD = '"$(openssl rand -hex 24)"'
+
+
 def required_secrets(environment: str) -> list[str]:
     return [name for name, environments in SECRET_CONFIG.items() if environment in environments]
 
@@ -60,9 +67,14 @@ def stack_secrets(raw: pulumi.Config, config: StackConfig) -> dict[str, pulumi.O
     if missing:
         raise SecretConfigError(
             f"{config.environment} needs secret config {', '.join(f'{PROJECT}:{m}' for m in missing)}; set each with "
-            f"`pulumi config set --secret {PROJECT}:NAME \"$(openssl rand -base64 24)\"` (gitops_deploy_key: "
+            f"`pulumi config set --secret {PROJECT}:NAME {NEW_PASSWORD}` (gitops_deploy_key: "
             f"`pulumi config set --secret {PROJECT}:gitops_deploy_key < deploy_key`, the private half of a GitHub deploy "
             "key with write access)")
+    unsafe = [name for name in needed if name in PLAIN_PASSWORDS and not str(raw.get(name)).isalnum()]
+    if unsafe:
+        raise SecretConfigError(
+            f"{', '.join(f'{PROJECT}:{u}' for u in unsafe)} must be letters and digits only (they go into URLs and the "
+            f"MLflow chart's sed): set each again with `pulumi config set --secret {PROJECT}:NAME {NEW_PASSWORD}`")
     if (config.registry_username is None) != (raw.get("registry_password") is None):
         raise SecretConfigError(
             f"private images need both {PROJECT}:registry_username and {PROJECT}:registry_password (a GitHub token with "

@@ -32,9 +32,9 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
 FLOATING_IP = "129.114.108.10"
 PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 STORAGE_NET = "5c0ffee0-1111-4222-8333-944444444444"
-SECRETS = {"db_password": "db secret/value", "db_admin_password": "admin-secret-value", "minio_password": "minio-secret-value",
-           "grafana_password": "grafana-secret-value", "model_store_publisher_password": "publisher-secret",
-           "mlflow_admin_password": "mlflow-admin-secret", "gitops_deploy_key": "fake-deploy-key"}
+SECRETS = {"db_password": "dbsecret0", "db_admin_password": "adminsecret0", "minio_password": "miniosecret0",
+           "grafana_password": "grafanasecret0", "model_store_publisher_password": "publishersecret0",
+           "mlflow_admin_password": "mlflowadminsecret0", "gitops_deploy_key": "fake-deploy-key"}
 # Nova: GET /v2.1/flavors/detail (compute api-ref), standard flavor ids are short strings ("4", "5").
 FLAVORS = {"m1.large": flavor("4", "m1.large", 4, 8192, 40), "m1.xlarge": flavor("5", "m1.xlarge", 8, 16384, 80)}
 
@@ -373,17 +373,17 @@ def test_the_cluster_secrets_follow_the_table(stack: str):
     made = {(s["namespace"], s["name"]): s["data"] for s in mocks.dynamic("bootstrap").inputs["extravars"]["argocd_secrets"]}
     assert {key: sorted(data) for key, data in made.items()} == {
         key: sorted(keys) for key, (keys, environments) in SECRETS_TABLE.items() if stack in environments}
-    assert made[("mlflow", "postgres")] == {"username": "qa", "password": "db secret/value", "postgres-password": "admin-secret-value"}
+    assert made[("mlflow", "postgres")] == {"username": "qa", "password": "dbsecret0", "postgres-password": "adminsecret0"}
     user, _, host = made[("transformers-qa", "postgres")]["url"].removeprefix("postgresql+psycopg://").partition("@")
-    assert (user, host) == ("qa:" + "db%20secret%2Fvalue", "postgresql.mlflow.svc.cluster.local:5432/feedback")  # quoted
-    assert made[("monitoring", "grafana-admin")] == {"admin-user": "admin", "admin-password": "grafana-secret-value"}
+    assert (user, host) == ("qa:dbsecret0", "postgresql.mlflow.svc.cluster.local:5432/feedback")
+    assert made[("monitoring", "grafana-admin")] == {"admin-user": "admin", "admin-password": "grafanasecret0"}
     if stack == "staging":
-        assert made[("mlflow", "mlflow-auth")] == {"username": "admin", "password": "mlflow-admin-secret"}
-        assert made[("argo", "mlops-pipeline-mlflow")]["MLFLOW_TRACKING_PASSWORD"] == "mlflow-admin-secret"
+        assert made[("mlflow", "mlflow-auth")] == {"username": "admin", "password": "mlflowadminsecret0"}
+        assert made[("argo", "mlops-pipeline-mlflow")]["MLFLOW_TRACKING_PASSWORD"] == "mlflowadminsecret0"
         assert made[("argo", "mlops-pipeline-s3")]["AWS_SECRET_ACCESS_KEY"] == made[("mlflow", "minio")]["rootPassword"]
         assert made[("argo", "gitops-deploy-key")]["known_hosts"].startswith("github.com ssh-ed25519 ")
     else:
-        assert made[("mlflow", "minio-publisher")] == {"secretKey": "publisher-secret"}
+        assert made[("mlflow", "minio-publisher")] == {"secretKey": "publishersecret0"}
 
 
 def test_cluster_secrets_need_the_environments_own_keys():
@@ -415,6 +415,14 @@ def test_a_missing_secret_is_named_by_environment(stack: str, missing: str):
     with pytest.raises(SecretConfigError, match=rf"{stack} needs secret config {PROJECT}:{missing}; set each with"):
         secrets_read(stack, given)
     assert secrets_read(stack, secrets_for(stack)) == set(secrets_for(stack))
+
+
+def test_passwords_must_be_letters_and_digits():
+    """base64 passwords hold `/` and `+`, which break the database URLs and the MLflow chart's sed of its auth config."""
+    given = {**secrets_for("staging"), "mlflow_admin_password": "ab/cd+ef=", "db_password": "x@y"}
+    with pytest.raises(SecretConfigError, match=r"transformers-qa:db_password, transformers-qa:mlflow_admin_password must be "
+                                                r"letters and digits only .*openssl rand -hex 24"):
+        secrets_read("staging", given)
 
 
 def test_registry_credentials_come_in_pairs_and_reach_every_node():
