@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from infra.sites import GPU_FLAVOR_PREFIX, SITES
 
@@ -112,6 +113,22 @@ class StackConfig(Strict):
             raise ValueError(f"unknown site {value!r}; use one of {', '.join(SITES)}")
         return value
 
+    @field_validator("node_groups")
+    @classmethod
+    def _offered(cls, groups: list[NodeGroup], info: ValidationInfo) -> list[NodeGroup]:
+        """Each group's node type (bare metal) or flavor (KVM) is one its site has. A ValidationError raised here
+        keeps each problem under its own key (node_groups[i].node_type), reported with the other fields' problems."""
+        site = SITES.get(info.data.get("site"))
+        if site is None:  # the site's own problem is reported
+            return groups
+        key, kind = ("node_type", "node type") if site.bare_metal else ("flavor", "flavor")
+        problems = [InitErrorDetails(type=PydanticCustomError("not_offered", _not_offered(site.name, kind, value)),
+                                     loc=(i, key), input=value)
+                    for i, group in enumerate(groups) if (value := getattr(group, key)) and value not in site.hardware]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return groups
+
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
         site = SITES[self.site]
@@ -178,6 +195,12 @@ class StackConfig(Strict):
     def protect_data(self) -> bool:
         """Volumes in prod cannot be deleted by `pulumi destroy` or a replacement."""
         return self.environment == "prod"
+
+
+def _not_offered(site: str, kind: str, value: str) -> str:
+    elsewhere = [name for name, other in SITES.items() if value in other.hardware]
+    hint = f" (it is at {', '.join(elsewhere)})" if elsewhere else ""
+    return f"{site} has no {kind} {value!r}{hint}; use one of {', '.join(sorted(SITES[site].hardware))}"
 
 
 class ConfigError(Exception):

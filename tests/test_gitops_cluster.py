@@ -12,33 +12,25 @@ import pytest
 import yaml
 
 from gitops import ROOT, documents, promoted_service
+from infra.sites import SITES, NodeType
 from mlops.gitops.layout import ENVIRONMENTS
 
-# Hardware per reserved node, with the source of each figure.
-FLAVORS = {  # KVM@TACC flavors (OpenStack's standard m1 sizes, as Chameleon's KVM site lists them)
-    "m1.large": {"cpu": 4, "memory_gib": 8},
-    "m1.xlarge": {"cpu": 8, "memory_gib": 16},
-}
-NODE_TYPES = {  # bare metal
-    # ChameleonCloud/docs getting-started (lscpu: 96 CPUs, Xeon Gold 6240R); blog 2020-12-31: 192 GB of RAM.
-    "compute_cascadelake_r": {"cpu": 96, "memory_gib": 192, "gpus": 0},
-    # Chameleon blog 2020-03-02: one RTX 6000 added to each of 40 compute_skylake nodes (2x Xeon Gold 6126, 192 GB).
-    "gpu_rtx_6000": {"cpu": 48, "memory_gib": 192, "gpus": 1},
-    # Chameleon blog 2022-08-01: 4x A100 and Xeon 8380 CPUs per node (2 sockets x 40 cores x 2 threads).
-    "gpu_a100_pcie": {"cpu": 160, "memory_gib": 512, "gpus": 4},
-}
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # k3s's own pods (CoreDNS, Traefik, metrics-server, local-path provisioner) and the OS: what is left for ours.
 USABLE = 0.85
 
 
+def stack(env: str) -> dict:
+    return yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
+
+
 def node_groups(env: str) -> list[dict]:
-    stack = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
-    return stack["transformers-qa:node_groups"]
+    return stack(env)["transformers-qa:node_groups"]
 
 
-def hardware(group: dict) -> dict:
-    return {"gpus": 0, **(NODE_TYPES[group["node_type"]] if group.get("node_type") else FLAVORS[group["flavor"]])}
+def hardware(env: str, group: dict) -> NodeType:
+    """One node of the group, as the stack's site has it (infra/sites.py, with the sources of each figure)."""
+    return SITES[stack(env)["transformers-qa:site"]].hardware[group.get("node_type") or group["flavor"]]
 
 
 def promoted(env: str) -> list[dict]:
@@ -95,15 +87,15 @@ def demand(env: str, resource: str) -> float:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_requests_fit_the_reserved_nodes(env: str):
     groups = node_groups(env)
-    cpu = sum(g.get("count", 1) * hardware(g)["cpu"] for g in groups) * USABLE
-    memory = sum(g.get("count", 1) * hardware(g)["memory_gib"] for g in groups) * 2**30 * USABLE
+    cpu = sum(g.get("count", 1) * hardware(env, g).cpus for g in groups) * USABLE
+    memory = sum(g.get("count", 1) * hardware(env, g).memory_gib for g in groups) * 2**30 * USABLE
     assert demand(env, "cpu") <= cpu, f"{env}: {demand(env, 'cpu'):.1f} CPUs requested, {cpu:.1f} usable"
     assert demand(env, "memory") <= memory, f"{env}: {demand(env, 'memory') / 2**30:.1f} GiB requested, {memory / 2**30:.1f} usable"
 
 
 def gpu_capacity(env: str) -> int:
     """nvidia.com/gpu the device plugin advertises: physical GPUs x time-slice replicas (its rendered config)."""
-    physical = sum(g.get("count", 1) * hardware(g)["gpus"] for g in node_groups(env))
+    physical = sum(g.get("count", 1) * hardware(env, g).gpus for g in node_groups(env))
     configs = [d for d in documents(env, "ConfigMap") if d["metadata"]["name"] == "nvidia-device-plugin-configs"]
     replicas = 1
     for config in configs:
@@ -143,7 +135,7 @@ def test_gpu_requests_fit_even_during_a_rollout_and_a_training_run(env: str):
 
 def test_the_gpu_check_would_catch_an_unshared_staging_gpu():
     """Without time-slicing, staging's one GPU cannot hold the new Triton pod beside the old one."""
-    physical = sum(g.get("count", 1) * hardware(g)["gpus"] for g in node_groups("staging"))
+    physical = sum(g.get("count", 1) * hardware("staging", g).gpus for g in node_groups("staging"))
     assert physical < peak_gpus("staging") <= gpu_capacity("staging")
 
 
@@ -157,8 +149,7 @@ def test_the_quantity_parser():
 
 def volumes(env: str) -> dict[str, int]:
     """The stack's persistent volumes: name -> size in GB (Pulumi.<env>.yaml)."""
-    stack = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
-    return {v["name"]: v["size_gb"] for v in stack.get("transformers-qa:volumes", [])}
+    return {v["name"]: v["size_gb"] for v in stack(env).get("transformers-qa:volumes", [])}
 
 
 def claims(env: str) -> list[tuple[str, dict, dict]]:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from infra.config import PROJECT, REQUIRED_VOLUMES, ConfigError, parse
+from infra.sites import SITES
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("dev", "staging", "prod")
@@ -83,6 +84,48 @@ def test_cross_field_rules():
     dev["node_groups"] = [{"role": "control", "flavor": "m1.large"}]
     assert parse("dev", dev).access.ssh_cidrs == ["0.0.0.0/0"]
 
+
+
+def test_a_node_type_the_site_does_not_offer_is_refused_on_one_line():
+    """gpu_rtx_6000 nodes are at CHI@UC only (infra/sites.py): staging at CHI@TACC could never get its GPU node."""
+    values = {**stack_values("staging"), "site": "CHI@TACC"}
+    with pytest.raises(ConfigError) as caught:
+        parse("staging", values)
+    offered = ", ".join(sorted(SITES["CHI@TACC"].hardware))
+    assert str(caught.value).splitlines() == [
+        "stack 'staging' has 1 configuration problem(s):",
+        f"  {PROJECT}:node_groups[1].node_type: CHI@TACC has no node type 'gpu_rtx_6000' (it is at CHI@UC); "
+        f"use one of {offered} (got 'gpu_rtx_6000')"]
+    assert "compute_cascadelake_r" in offered and "gpu_rtx_6000" in SITES["CHI@UC"].hardware
+
+
+def test_unoffered_node_types_and_flavors_are_each_reported_by_key_with_the_other_problems():
+    prod = stack_values("prod")
+    prod["node_groups"] = [*prod["node_groups"], {"role": "worker", "node_type": "compute_nonesuch"}]
+    prod["lease"] = {"hours": 24, "starts": "tomorrow"}
+    with pytest.raises(ConfigError) as caught:
+        parse("prod", prod)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "stack 'prod' has 2 configuration problem(s):"
+    assert f"  {PROJECT}:lease.starts: Extra inputs are not permitted (got 'tomorrow')" in lines
+    assert any(line.startswith(f"  {PROJECT}:node_groups[3].node_type: CHI@UC has no node type 'compute_nonesuch'; use one of "
+                               "compute_cascadelake_r, compute_gigaio,") for line in lines), lines
+
+    dev = stack_values("dev")
+    dev["node_groups"] = [{"role": "control", "flavor": "baremetal"}, {"role": "worker", "flavor": "m1.huge"}]
+    with pytest.raises(ConfigError) as caught:
+        parse("dev", dev)
+    flavors = ", ".join(sorted(SITES["KVM@TACC"].hardware))
+    assert str(caught.value).splitlines()[1:] == [
+        f"  {PROJECT}:node_groups[0].flavor: KVM@TACC has no flavor 'baremetal'; use one of {flavors} (got 'baremetal')",
+        f"  {PROJECT}:node_groups[1].flavor: KVM@TACC has no flavor 'm1.huge'; use one of {flavors} (got 'm1.huge')"]
+    assert "m1.large" in flavors and "m1.xlarge" in flavors
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_gpu_group_gets_gpus_at_its_site(stack: str):
+    config = parse(stack, stack_values(stack))
+    assert all(SITES[config.site].hardware[g.node_type].gpus for g in config.node_groups if g.role == "gpu")
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_environment_has_the_volumes_its_charts_store_on(stack: str):
