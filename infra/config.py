@@ -138,8 +138,10 @@ class StackConfig(Strict):
                 problems.append(f"node_groups[{i}] ({group.role}): {self.site} is bare metal; set node_type")
             if not site.bare_metal and not group.flavor:
                 problems.append(f"node_groups[{i}] ({group.role}): {self.site} is KVM; set flavor")
-            if group.role == "gpu" and not (group.node_type or "").startswith("gpu_"):
-                problems.append(f"node_groups[{i}]: a gpu group needs a gpu_* node_type on a bare-metal site")
+            kind = site.hardware.get(group.node_type or group.flavor or "")
+            if group.role == "gpu" and kind is not None and kind.gpus < 1:
+                problems.append(f"node_groups[{i}]: a gpu group needs a node type or flavor with GPUs at {self.site} "
+                                f"({group.node_type or group.flavor} has none)")
         if [g.role for g in self.node_groups].count("control") != 1:
             problems.append("node_groups: exactly one group must have role 'control' (it runs the Kubernetes server)")
         elif next(g for g in self.node_groups if g.role == "control").count != 1:

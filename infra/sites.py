@@ -81,7 +81,7 @@ class Site:
     name: str  # also the Keystone region name that Chameleon's openrc files set (OS_REGION_NAME)
     auth_url: str  # the site's own Keystone v3: each site is a separate OpenStack cloud
     bare_metal: bool  # CHI sites: hosts reserved by node type, flavor `baremetal`; KVM: reserved flavors
-    max_lease_hours: int  # for the site's standard resources (see gpu_flavor_max_lease_hours on KVM)
+    max_lease_hours: int  # for the site's standard resources (KVM's GPU flavors, GPU_FLAVOR_PREFIX, get a week)
     hardware: Mapping[str, NodeType]  # what a stack can reserve here: node types on bare metal, flavors on KVM
     public_network: str = "public"  # floating IP pool
     prolong_window_hours: int = 48  # a lease can be prolonged only this close to its end

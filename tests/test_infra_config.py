@@ -72,7 +72,7 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError) as caught:
         parse("prod", values)
     message = str(caught.value)
-    assert "a gpu group needs a gpu_* node_type" in message
+    assert "a gpu group needs a node type or flavor with GPUs at CHI@UC (compute_skylake has none)" in message
     assert "exactly one group must have role 'control'" in message
     assert "access.ssh_cidrs: prod must not open it to the whole internet" in message
 

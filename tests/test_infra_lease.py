@@ -39,7 +39,7 @@ PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 INPUTS = {
     "site": "CHI@TACC", "name": "transformers-qa-staging", "hours": 72, "prolong_hours": 0,
     "reservations": [
-        {"kind": "host", "count": 1, "node_type": "gpu_rtx_6000"},
+        {"kind": "host", "count": 1, "node_type": "gpu_p100"},
         {"kind": "floatingip", "count": 1, "network_id": PUBLIC_NET},
     ],
 }
@@ -93,7 +93,7 @@ def lease_body(status: str, reservations: list[dict], name: str = "transformers-
 
 
 def lease(status: str, reservation_status: str = "pending") -> dict:
-    return lease_body(status, [host_reservation(HOST_RES, "gpu_rtx_6000", 1, reservation_status),
+    return lease_body(status, [host_reservation(HOST_RES, "gpu_p100", 1, reservation_status),
                                floatingip_reservation(FIP_RES, PUBLIC_NET, 1) | {"status": reservation_status}])
 
 
@@ -148,13 +148,13 @@ def test_create_waits_through_a_slow_start_and_outputs_reservations(api):
     assert body["end_date"] == "2026-11-26 14:59"
     assert body["reservations"] == [
         {"resource_type": "physical:host", "min": 1, "max": 1, "hypervisor_properties": "",
-         "resource_properties": '["==", "$node_type", "gpu_rtx_6000"]'},
+         "resource_properties": '["==", "$node_type", "gpu_p100"]'},
         {"resource_type": "virtual:floatingip", "network_id": PUBLIC_NET, "amount": 1},
     ]
     assert _calls(api, "POST", f"{BLAZAR}/leases")[0].request.headers["X-Auth-Token"] == "tok"
     assert len(_calls(api, "GET", f"{BLAZAR}/leases/{LEASE_ID}")) == 4
     assert result.outs["status"] == "ACTIVE" and result.outs["lease_id"] == LEASE_ID
-    assert result.outs["reserved"] == {"host:gpu_rtx_6000": {"id": HOST_RES, "flavor_id": ""},
+    assert result.outs["reserved"] == {"host:gpu_p100": {"id": HOST_RES, "flavor_id": ""},
                                        "floatingip": {"id": FIP_RES, "flavor_id": ""}}
     assert not _calls(api, "DELETE", f"{BLAZAR}/leases/{LEASE_ID}")
 
@@ -197,10 +197,10 @@ def test_flavor_ids_are_not_matched_inside_other_fields(api, monkeypatch):
 
 
 def test_two_indistinguishable_reservations_are_an_error_not_a_guess(api):
-    body = lease_body("ACTIVE", [host_reservation("res-a", "gpu_rtx_6000", 1), host_reservation("res-b", "gpu_rtx_6000", 1),
+    body = lease_body("ACTIVE", [host_reservation("res-a", "gpu_p100", 1), host_reservation("res-b", "gpu_p100", 1),
                                  floatingip_reservation(FIP_RES, PUBLIC_NET, 1)])
     api.add(responses.GET, f"{BLAZAR}/leases/{LEASE_ID}", json=body)
-    with pytest.raises(LeaseError, match=r"has 2 reservations \(res-a, res-b\) for host:gpu_rtx_6000; expected exactly one"):
+    with pytest.raises(LeaseError, match=r"has 2 reservations \(res-a, res-b\) for host:gpu_p100; expected exactly one"):
         LeaseProvider().read(LEASE_ID, dict(INPUTS))
 
 
@@ -286,7 +286,7 @@ def test_delete_and_read_of_a_lease_already_gone(api):
 @pytest.mark.parametrize("status", ["TERMINATING", "TERMINATED"])
 def test_an_ended_lease_reads_as_gone(api, status: str):
     """At its end Blazar deletes the instances and the network; the lease must be made again, not trusted."""
-    ended = lease_body(status, [host_reservation(HOST_RES, "gpu_rtx_6000", 1, "deleted"),
+    ended = lease_body(status, [host_reservation(HOST_RES, "gpu_p100", 1, "deleted"),
                                 floatingip_reservation(FIP_RES, PUBLIC_NET, 1) | {"status": "deleted"}])
     api.add(responses.GET, f"{BLAZAR}/leases/{LEASE_ID}", json=ended)
     assert LeaseProvider().read(LEASE_ID, dict(INPUTS)).id is None
