@@ -10,6 +10,7 @@ saying so rather than skipping, so CI cannot pass without really exercising them
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,19 @@ def clone(remote: Path, path: Path) -> Path:
     git(path, "config", "user.email", "ci@example.org")
     git(path, "config", "user.name", "CI")
     return path
+
+
+def push_commit(remote: Path, work: Path, name: str, text: str, message: str, *, base: str | None = None, ref: str = "main") -> str:
+    """Clone ``remote`` into ``work`` (reset to ``base`` if given), commit file ``name`` holding ``text``, push it to ``ref``;
+    returns the new commit's sha."""
+    clone(remote, work)
+    if base:
+        git(work, "reset", "--quiet", "--hard", base)
+    (work / name).write_text(text)
+    git(work, "add", name)
+    git(work, "commit", "--quiet", "-m", message)
+    git(work, "push", "--quiet", "origin", f"HEAD:{ref}")
+    return git(work, "rev-parse", "HEAD").strip()
 
 
 def gitops_remote(tmp_path: Path, state: dict[str, tuple[str, str]] | None = None) -> Path:
@@ -126,7 +140,7 @@ def mlflow_server(root: Path, artifacts_destination: str) -> Iterator[MlflowServ
     ``artifacts_destination`` (an s3:// bucket on :func:`s3_server`, which must be running). The admin user
     is what the pipeline logs in as (the Secret argo/mlops-pipeline-mlflow)."""
     root.mkdir(parents=True, exist_ok=True)
-    server = MlflowServer(url=f"http://127.0.0.1:{free_ports(1)[0]}", username="admin", password="test-admin-password")
+    server = MlflowServer(url=f"http://127.0.0.1:{free_ports(1)[0]}", username="admin", password=secrets.token_urlsafe(16))
     config = root / "basic_auth.ini"
     config.write_text("[mlflow]\ndefault_permission = READ\n"
                       f"database_uri = sqlite:///{root / 'basic_auth.db'}\nadmin_username = {server.username}\n"
@@ -134,7 +148,7 @@ def mlflow_server(root: Path, artifacts_destination: str) -> Iterator[MlflowServ
     # MLflow's basic-auth app needs a CSRF secret and an admin password of 12 characters or more; the server's job
     # runner (GenAI jobs, a second process) is off: it halves the start and no tracking call uses it.
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": server.password,
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-secret", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = (root / "mlflow-server.log").open("wb")
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",

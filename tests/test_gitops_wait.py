@@ -27,7 +27,7 @@ import yaml
 
 from mlops.errors import MlopsError
 from mlops.gitops.wait import KubernetesApi, wait
-from services import MLOPS, clone, git
+from services import MLOPS, clone, git, push_commit
 from test_cli import assert_clean_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,26 +211,13 @@ def repos(tmp_path: Path):
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(remote)], check=True)
     base = git(remote, "rev-parse", "main").strip()
-    promoter = clone(remote, tmp_path / "promoter")
-    (promoter / "model.yaml").write_text('model:\n  version: "2"\n')
-    git(promoter, "add", ".")
-    git(promoter, "commit", "--quiet", "-m", "promote(staging): transformers-qa version 2 (was 1)")
-    git(promoter, "push", "--quiet", "origin", "main")
-    commit = git(promoter, "rev-parse", "HEAD").strip()
+    commit = push_commit(remote, tmp_path / "promoter", "model.yaml", 'model:\n  version: "2"\n',
+                         "promote(staging): transformers-qa version 2 (was 1)")
     pod = clone(remote, tmp_path / "pod")  # the wait step's repository artifact
-    other = clone(remote, tmp_path / "other")
-    (other / "docs.md").write_text("unrelated\n")
-    git(other, "add", ".")
-    git(other, "commit", "--quiet", "-m", "docs: something else lands on main")
-    git(other, "push", "--quiet", "origin", "main")
-    later = git(other, "rev-parse", "HEAD").strip()
-    sibling = clone(remote, tmp_path / "sibling")
-    git(sibling, "reset", "--quiet", "--hard", base)
-    (sibling / "x").write_text("x\n")
-    git(sibling, "add", ".")
-    git(sibling, "commit", "--quiet", "-m", "a branch without the promotion")
-    git(sibling, "push", "--quiet", "origin", "HEAD:refs/heads/other-branch")
-    return {"pod": pod, "base": base, "commit": commit, "later": later, "unrelated": git(sibling, "rev-parse", "HEAD").strip()}
+    later = push_commit(remote, tmp_path / "other", "docs.md", "unrelated\n", "docs: something else lands on main")
+    unrelated = push_commit(remote, tmp_path / "sibling", "x", "x\n", "a branch without the promotion", base=base,
+                            ref="refs/heads/other-branch")
+    return {"pod": pod, "base": base, "commit": commit, "later": later, "unrelated": unrelated}
 
 
 def run_wait(kube: FakeKubernetesApi, repos: dict, tmp_path: Path, timeout: float, lines: list[str]) -> str:

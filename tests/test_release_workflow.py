@@ -42,7 +42,7 @@ from mlflow.tracking import MlflowClient
 from mlops import registry
 from mlops.settings import Settings
 from mlops.triton.server import TritonServer
-from services import MLOPS, ROOT, ApiProcess, clone, git, gitops_remote, mlflow_server, s3_server
+from services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
 from test_gitops_wait import FakeKubernetesApi, application
 from test_lifecycle import pass_gate
 from test_workflows import DOCS, TEMPLATE, dag_order, templates
@@ -268,12 +268,7 @@ def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Pat
                 extra_args = ["--batch-size", "8"]
             elif name == "argocd":
                 # Main moves on before ArgoCD looks (another commit lands), then ArgoCD syncs it and rolls staging.
-                other = clone(remote, tmp_path / "other")
-                (other / "NOTES.md").write_text("unrelated\n")
-                git(other, "add", ".")
-                git(other, "commit", "--quiet", "-m", "docs: unrelated")
-                git(other, "push", "--quiet", "origin", "main")
-                head = git(remote, "rev-parse", "main").strip()
+                head = push_commit(remote, tmp_path / "other", "NOTES.md", "unrelated\n", "docs: unrelated")
                 kube.answers = [application("OutOfSync", git(remote, "rev-parse", "main~2").strip(), "Healthy", "Running"),
                                 application("Synced", head, "Healthy")]
                 extra_args = ["--service-account", str(argo.pod(name).path(SERVICE_ACCOUNT))]
