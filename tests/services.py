@@ -1,6 +1,6 @@
 """Real servers for tests: PostgreSQL (Debian's `postgresql`), an S3 endpoint (moto's server, speaking
-the S3 HTTP API as MinIO does), the API process (`mlops serve`), and a bare git remote holding this
-repository's gitops/ tree.
+the S3 HTTP API as MinIO does), an MLflow tracking server (`mlflow server` with basic auth, as staging
+runs it), the API process (`mlops serve`), and a bare git remote holding this repository's gitops/ tree.
 
 Both listen on 127.0.0.1 on free ports and are stopped by the fixture that started them. `make test`
 installs the Debian packages first (`make system-deps`); without them these tests fail with a line
@@ -10,6 +10,7 @@ saying so rather than skipping, so CI cannot pass without really exercising them
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,12 +42,31 @@ def clone(remote: Path, path: Path) -> Path:
     return path
 
 
-def gitops_remote(tmp_path: Path) -> Path:
-    """A bare remote holding this repository's gitops/ tree (charts and environments) on main, and the bootstrap's
-    root Application (which renders it)."""
+def push_commit(remote: Path, work: Path, name: str, text: str, message: str, *, base: str | None = None, ref: str = "main") -> str:
+    """Clone ``remote`` into ``work`` (reset to ``base`` if given), commit file ``name`` holding ``text``, push it to ``ref``;
+    returns the new commit's sha."""
+    clone(remote, work)
+    if base:
+        git(work, "reset", "--quiet", "--hard", base)
+    (work / name).write_text(text)
+    git(work, "add", name)
+    git(work, "commit", "--quiet", "-m", message)
+    git(work, "push", "--quiet", "origin", f"HEAD:{ref}")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+def gitops_remote(tmp_path: Path, state: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A bare remote holding this repository's gitops/ tree (charts and environments) and the bootstrap's root
+    Application (which renders it) on main; ``state`` sets environments' (model version, image tag) first ("" for
+    nothing promoted yet)."""
+    from mlops.gitops.layout import write_image_tag, write_model_version
+
     seed = tmp_path / "seed"
     shutil.copytree(ROOT / "gitops", seed / "gitops")
     shutil.copytree(ROOT / "infra" / "ansible" / "roles" / "argocd", seed / "infra" / "ansible" / "roles" / "argocd")
+    for env, (version, tag) in (state or {}).items():
+        write_model_version(seed, env, version)
+        write_image_tag(seed, env, tag)
     git(seed.parent, "init", "--quiet", "-b", "main", str(seed))
     git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "add", ".")
     git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")
@@ -106,6 +127,66 @@ def s3_server(*buckets: str) -> Iterator[object]:
             yield client
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    username: str
+    password: str
+
+
+@contextmanager
+def mlflow_server(root: Path, artifacts_destination: str) -> Iterator[MlflowServer]:
+    """`mlflow server --app-name basic-auth` on 127.0.0.1, backend SQLite under ``root``, artifacts proxied to
+    ``artifacts_destination`` (an s3:// bucket on :func:`s3_server`, which must be running). The admin user
+    is what the pipeline logs in as (the Secret argo/mlops-pipeline-mlflow)."""
+    root.mkdir(parents=True, exist_ok=True)
+    server = MlflowServer(url=f"http://127.0.0.1:{free_ports(1)[0]}", username="admin", password=secrets.token_urlsafe(16))
+    config = root / "basic_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{root / 'basic_auth.db'}\nadmin_username = {server.username}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    # MLflow's basic-auth app needs a CSRF secret and an admin password of 12 characters or more; the server's job
+    # runner (GenAI jobs, a second process) is off: it halves the start and no tracking call uses it.
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": server.password,
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (root / "mlflow-server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", artifacts_destination,
+         "--host", "127.0.0.1", "--port", server.url.rsplit(":", 1)[1], "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_mlflow(server, proc, log)
+        yield server
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+def _wait_for_mlflow(server: MlflowServer, proc: subprocess.Popen, log, timeout_s: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"mlflow server exited with {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+        try:
+            answer = requests.get(f"{server.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                                  auth=(server.username, server.password), timeout=2)
+            if answer.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"mlflow server was not ready after {timeout_s} s: {Path(log.name).read_text()[-2000:]}")
 
 
 class ApiProcess:

@@ -43,10 +43,11 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     (["register", "--run", "0123456789abcdef"], "no MLflow run"),
     (["deploy", "--version", "7"], "has no version '7'"),
     (["deploy"], "has no 'candidate' version"),
+    (["champion", "--version", "7"], "has no version '7'"),
     (["publish", "--version", "7"], "has no version '7'"),
     (["publish", "--store", "ftp://models"], "is not an s3://BUCKET URI"),
     (["smoke", "--url", "127.0.0.1:8080", "--version", "3"], "is not an http(s) URL"),
-    (["sync-alias", "--env", "prod"], "has no version '1'"),  # what gitops/envs/prod says
+    (["sync-alias", "--env", "qa"], "unknown environment 'qa'; use one of dev, staging, prod"),
     (["serve"], "no model has been deployed yet"),
     (["serve", "--port", "70000"], "--port must be between 1 and 65535, got 70000"),
     (["smoke", "--url", "http://127.0.0.1:1", "--version", "3", "--timeout", "-1"], "--timeout must be at least 0"),
@@ -84,3 +85,26 @@ def test_serve_with_a_bad_database_url(tmp_path: Path):
     result = subprocess.run([MLOPS, "serve", "--triton-url", "127.0.0.1:1", "--port", str(free_ports(1)[0])], capture_output=True,
                             text=True, env=environment, timeout=120)
     assert_clean_error(result, "feedback database postgresql+psycopg://qa@127.0.0.1:1/none is unreachable")
+
+
+def test_stdout_holds_only_the_result_whatever_else_writes_there():
+    """Libraries (print), C code (fd 1) and child processes all write while a command runs; only its result reaches stdout."""
+    program = (
+        "import os, subprocess, sys\n"
+        "from mlops.cli import app, main\n"
+        "from mlops.results import result\n"
+        "@app.command('noisy')\n"
+        "def noisy():\n"
+        "    print('a library prints')\n"
+        "    os.write(1, b'C code writes to fd 1\\n')\n"
+        "    subprocess.run(['sh', '-c', 'echo a child process writes'])\n"
+        "    result('the-result')\n"
+        "    print('more after the result')\n"
+        "sys.argv = ['mlops', 'noisy']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "the-result\n"
+    for noise in ("a library prints", "C code writes to fd 1", "a child process writes", "more after the result"):
+        assert noise in done.stderr

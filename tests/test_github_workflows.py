@@ -100,8 +100,13 @@ def test_release_runs_only_for_pushed_v_tags():
     assert triggers(load(RELEASE)) == {"push": {"tags": ["v*"]}}
 
 
-def test_releases_queue_instead_of_cancelling_each_other():
-    assert load(RELEASE)["concurrency"] == {"group": "release-staging", "cancel-in-progress": False}
+def test_no_release_is_cancelled_and_the_cluster_runs_them_one_at_a_time():
+    """A concurrency group would cancel a pending release when a newer tag arrives (GitHub keeps one pending run per
+    group), whatever cancel-in-progress says; the Argo mutex serialises the releases instead."""
+    release = load(RELEASE)
+    assert "concurrency" not in release and not any("concurrency" in job for job in release["jobs"].values())
+    template = yaml.safe_load((ROOT / "workflows/train-evaluate-register-deploy.yaml").read_text())
+    assert template["spec"]["synchronization"] == {"mutexes": [{"name": "release-staging"}]}
 
 
 def test_release_pushes_every_image_tagged_with_the_git_tag():
@@ -132,35 +137,49 @@ def test_release_submits_the_template_after_the_images_with_the_tag():
     assert the_step(train, "pip install")["run"].split().count("hera==7.1.0") == 1
 
 
-def test_promotion_is_manual_and_alias_sync_follows_prod_on_main():
+def test_promotion_is_manual_per_environment_and_alias_sync_follows_main():
     on = triggers(load(PROMOTE))
     assert set(on) == {"workflow_dispatch", "push"}
-    version = on["workflow_dispatch"]["inputs"]["version"]
-    assert version["required"] is False and not version.get("default")
-    assert on["push"] == {"branches": ["main"], "paths": ["gitops/envs/prod/values/model.yaml"]}
-    assert load(PROMOTE)["concurrency"] == {"group": "promote-prod", "cancel-in-progress": False}
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert inputs["environment"] == {"description": "Environment to promote", "required": True, "type": "choice", "options": ["prod", "dev"]}
+    assert inputs["version"]["required"] is False and not inputs["version"].get("default")
+    assert on["push"] == {"branches": ["main"], "paths": ["gitops/envs/prod/values/model.yaml", "gitops/envs/dev/values/model.yaml"]}
+    assert load(PROMOTE)["concurrency"] == {"group": "promote-${{ inputs.environment || 'aliases' }}", "cancel-in-progress": False}
 
 
 def test_the_promotion_job_opens_a_pull_request_without_moving_the_alias():
     job = load(PROMOTE)["jobs"]["pull-request"]
     assert job["if"] == "github.event_name == 'workflow_dispatch'"
+    assert job["environment"] == {"name": "${{ inputs.environment }}"}  # a GitHub Environment per target: its own secrets
     [checkout] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
     assert checkout["with"]["fetch-depth"] == 0
     assert steps_running(job, "make setup")
     promote = the_step(job, "mlops promote")
-    assert ".venv/bin/mlops promote --env prod --from staging --no-alias" in promote["run"]
+    assert '.venv/bin/mlops promote --env "$ENVIRONMENT" --from staging --no-alias' in promote["run"]
     assert all("--no-alias" in line for line in promote["run"].splitlines() if "mlops promote" in line)
     assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(promote["env"])
     assert all(value.startswith("${{ secrets.") for key, value in promote["env"].items() if key.startswith("MLFLOW_"))
-    assert job["env"]["BRANCH"] == "promote/prod-${{ github.run_id }}"
+    assert job["env"] == {"ENVIRONMENT": "${{ inputs.environment }}", "BRANCH": "promote/${{ inputs.environment }}-${{ github.run_id }}"}
     assert "gh pr create" in the_step(job, "gh pr create")["run"]
+
+
+def test_the_model_store_is_reached_as_the_publisher_with_the_environments_secrets():
+    """Each environment's MinIO (https://minio.<domain>) with the `publisher` user's keys from that GitHub Environment;
+    MLflow with basic auth; never root keys or a per-environment name baked into the workflow."""
+    publish = the_step(load(PROMOTE)["jobs"]["pull-request"], "mlops publish")
+    assert publish["env"]["AWS_ENDPOINT_URL"] == "${{ secrets.MODEL_STORE_URL }}"
+    assert publish["env"]["AWS_ACCESS_KEY_ID"] == "${{ secrets.MODEL_STORE_ACCESS_KEY }}"
+    assert publish["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.MODEL_STORE_SECRET_KEY }}"
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(publish["env"])
+    text = PROMOTE.read_text()
+    assert "PROD_" not in text and "root" not in text.lower()
 
 
 def test_the_alias_job_runs_only_for_pushes_and_writes_nothing():
     job = load(PROMOTE)["jobs"]["sync-alias"]
     assert job["if"] == "github.event_name == 'push'"
     step = the_step(job, "mlops sync-alias")
-    assert ".venv/bin/mlops sync-alias --env prod" in step["run"]
+    assert "for env in prod dev" in step["run"] and '.venv/bin/mlops sync-alias --env "$env"' in step["run"]
     assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(step["env"])
     assert job["permissions"] == {"contents": "read"}
 
@@ -179,10 +198,11 @@ def run_step(step: dict, cwd: Path, extra_env: dict[str, str], bin_dir: Path) ->
 @pytest.fixture
 def scratch(tmp_path: Path):
     repo = tmp_path / "repo"
-    values = repo / "gitops" / "envs" / "prod" / "values"
-    values.mkdir(parents=True)
-    (values / "model.yaml").write_text('model:\n  version: "7"\n')
-    (values / "images.yaml").write_text('images:\n  triton:\n    tag: "v1.4.0"\n  api:\n    tag: "v1.4.0"\n')
+    for env, version in (("prod", "7"), ("dev", "5")):
+        values = repo / "gitops" / "envs" / env / "values"
+        values.mkdir(parents=True)
+        (values / "model.yaml").write_text(f'model:\n  version: "{version}"\n')
+        (values / "images.yaml").write_text('images:\n  triton:\n    tag: "v1.4.0"\n  api:\n    tag: "v1.4.0"\n')
     venv_bin = repo / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
     calls = tmp_path / "calls"
@@ -203,45 +223,66 @@ def scratch(tmp_path: Path):
     return repo, bin_dir, calls
 
 
-@pytest.mark.parametrize(("version", "expected"), [
-    ("", "--env prod --from staging --no-alias"),
-    ("12", "--env prod --version 12 --no-alias"),
+@pytest.mark.parametrize(("env", "version", "expected"), [
+    ("prod", "", "--env prod --from staging --no-alias"),
+    ("prod", "12", "--env prod --version 12 --no-alias"),
+    ("dev", "", "--env dev --from staging --no-alias"),
 ])
-def test_the_promotion_step_promotes_on_its_own_branch(scratch, version: str, expected: str):
+def test_the_promotion_step_promotes_on_its_own_branch(scratch, env: str, version: str, expected: str):
     repo, bin_dir, calls = scratch
     job = load(PROMOTE)["jobs"]["pull-request"]
-    result = run_step(the_step(job, "mlops promote"), repo,
-                      {"VERSION": version, "BRANCH": "promote/prod-99", "RUN_URL": "https://github.com/o/r/actions/runs/99"}, bin_dir)
+    result = run_step(the_step(job, "mlops promote"), repo, {"ENVIRONMENT": env, "VERSION": version, "BRANCH": f"promote/{env}-99",
+                                                             "RUN_URL": "https://github.com/o/r/actions/runs/99"}, bin_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     [call] = calls.read_text().splitlines()
     assert call.startswith(f"mlops promote {expected}")
     assert "https://github.com/o/r/actions/runs/99" in call
     branch = subprocess.run(["git", "branch", "--show-current"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    assert branch == "promote/prod-99"
+    assert branch == f"promote/{env}-99"
 
 
 def test_the_promotion_step_refuses_a_version_that_is_not_a_number(scratch):
     repo, bin_dir, calls = scratch
     job = load(PROMOTE)["jobs"]["pull-request"]
-    result = run_step(the_step(job, "mlops promote"), repo, {"VERSION": "7; echo pwned", "BRANCH": "promote/prod-1"}, bin_dir)
+    result = run_step(the_step(job, "mlops promote"), repo, {"ENVIRONMENT": "prod", "VERSION": "7; echo pwned", "BRANCH": "promote/prod-1"},
+                      bin_dir)
     assert result.returncode != 0
     assert not calls.exists()
 
 
-@pytest.mark.parametrize(("version", "source"), [("", "from staging"), ("7", "from version input")])
-def test_the_pull_request_says_version_and_source(scratch, tmp_path: Path, version: str, source: str):
+@pytest.mark.parametrize(("env", "version"), [("prod", "7"), ("dev", "5")])
+def test_the_publish_step_uploads_the_version_the_environment_now_names(scratch, env: str, version: str):
+    repo, bin_dir, calls = scratch
+    result = run_step(the_step(load(PROMOTE)["jobs"]["pull-request"], "mlops publish"), repo, {"ENVIRONMENT": env}, bin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls.read_text().splitlines() == [f"mlops publish --version {version} --store s3://models"]
+
+
+@pytest.mark.parametrize(("env", "version", "source"), [("prod", "", "from staging"), ("prod", "7", "from version input"),
+                                                        ("dev", "", "from staging")])
+def test_the_pull_request_says_environment_version_and_source(scratch, tmp_path: Path, env: str, version: str, source: str):
     repo, bin_dir, calls = scratch
     summary = tmp_path / "summary.md"
     job = load(PROMOTE)["jobs"]["pull-request"]
     result = run_step(the_step(job, "gh pr create"), repo,
-                      {"VERSION": version, "BRANCH": "promote/prod-99", "RUNNER_TEMP": str(tmp_path),
+                      {"ENVIRONMENT": env, "VERSION": version, "BRANCH": f"promote/{env}-99", "RUNNER_TEMP": str(tmp_path),
                        "GITHUB_STEP_SUMMARY": str(summary), "RUN_URL": "https://github.com/o/r/actions/runs/99"}, bin_dir)
     assert result.returncode == 0, result.stdout + result.stderr
+    promoted = {"prod": "7", "dev": "5"}[env]
     create = next(line for line in calls.read_text().splitlines() if line.startswith("gh pr create"))
-    assert "--base main --head promote/prod-99" in create
-    assert f"--title Promote prod to model version 7 ({source})" in create
+    assert f"--base main --head promote/{env}-99" in create
+    assert f"--title Promote {env} to model version {promoted} ({source})" in create
     body = (tmp_path / "body.md").read_text()
-    assert "model version **7**, images **v1.4.0**" in body
+    assert f"Promotes **{env}** to model version **{promoted}**, images **v1.4.0**" in body
     assert "https://github.com/o/r/actions/runs/99" in body
     assert "promote(prod): qa version 7 (was 6)" in body  # the promotion commit's structured message
     assert "https://github.com/o/r/pull/12" in summary.read_text()
+
+
+def test_the_alias_step_syncs_both_environments(scratch, tmp_path: Path):
+    repo, bin_dir, calls = scratch
+    summary = tmp_path / "summary.md"
+    result = run_step(the_step(load(PROMOTE)["jobs"]["sync-alias"], "mlops sync-alias"), repo,
+                      {"GITHUB_STEP_SUMMARY": str(summary)}, bin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls.read_text().splitlines() == ["mlops sync-alias --env prod", "mlops sync-alias --env dev"]

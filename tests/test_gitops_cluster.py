@@ -6,6 +6,7 @@ set), since an environment's first promotion is when its Triton and API pods app
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -122,9 +123,11 @@ def peak_gpus(env: str) -> int:
     for template in documents(env, "WorkflowTemplate"):
         defaults = {p["name"]: p.get("value") for p in template["spec"].get("arguments", {}).get("parameters", [])}
         for step in template["spec"]["templates"]:
-            limit = step.get("container", {}).get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
-            if limit is not None:
-                peak += int(str(limit).replace("{{workflow.parameters.gpus}}", str(defaults.get("gpus", 1))))
+            patch = json.loads(step.get("podSpecPatch", "{}"))  # Argo merges it into the pod it creates
+            for container in [step.get("container", {}), *patch.get("containers", [])]:
+                limit = container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+                if limit is not None:
+                    peak += int(str(limit).replace("{{workflow.parameters.gpus}}", str(defaults.get("gpus", 1))))
     return peak
 
 

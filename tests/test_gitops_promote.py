@@ -9,7 +9,7 @@ import pytest
 from gitops import render_all as render
 from mlops import registry, tracking
 from mlops.errors import MlopsError
-from mlops.gitops.layout import read_image_tag, read_model_version
+from mlops.gitops.layout import ENVIRONMENTS, read_image_tag, read_model_version
 from mlops.gitops.promote import promote, rollback, sync_alias
 from mlops.settings import Settings
 from services import clone, git, gitops_remote
@@ -17,9 +17,12 @@ from services import clone, git, gitops_remote
 NAME = "transformers-qa"
 
 
+RELEASED = {env: ("1", "v1.0.0") for env in ENVIRONMENTS}  # every environment runs version 1 on release v1.0.0
+
+
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    return gitops_remote(tmp_path)
+    return gitops_remote(tmp_path, RELEASED)
 
 
 @pytest.fixture
@@ -102,7 +105,7 @@ def test_a_release_promotion_sets_images_and_model_and_reverts_as_one(remote: Pa
     assert sha == git(work, "rev-parse", "HEAD").strip()
     message = git(work, "log", "-1", "--format=%B")
     assert message.splitlines()[0] == "promote(staging): transformers-qa version 2 (was 1)"
-    for line in ("images: v2.0.0 (was 0.1.0)", "argo workflow release-abc12", "[skip ci]", "metrics: test_mrr=0.92"):
+    for line in ("images: v2.0.0 (was v1.0.0)", "argo workflow release-abc12", "[skip ci]", "metrics: test_mrr=0.92"):
         assert line in message.splitlines()
     changed = git(work, "show", "--name-only", "--format=", "HEAD").split()
     assert changed == ["gitops/envs/staging/values/images.yaml", "gitops/envs/staging/values/model.yaml"]
@@ -121,7 +124,7 @@ def test_a_pull_request_promotion_leaves_the_alias_until_merge(remote: Path, tmp
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"version": "9"}, "has no version '9'; known versions: 1, 2, 3, 4"),
     ({"version": "4"}, "version 4 of 'transformers-qa' did not pass its quality gate"),
-    ({"version": "1"}, r"staging already runs version 1 \(images 0.1.0\); nothing to promote"),
+    ({"version": "1"}, r"staging already runs version 1 \(images v1.0.0\); nothing to promote"),
     ({"from_env": "prod", "image_tag": "v2.0.0"}, "--from copies the image tags too; drop --image-tag"),
     ({}, "give exactly one of --version N or --from ENV"),
     ({"version": "2", "from_env": "dev"}, "give exactly one of --version N or --from ENV"),
@@ -145,3 +148,59 @@ def test_dirty_tree_and_unknown_environment_are_refused(remote: Path, tmp_path: 
         rollback(settings, "dev", repo_path=work, echo=lambda *_: None)
     with pytest.raises(MlopsError, match="is not inside a git repository"):
         promote(settings, "dev", "2", repo_path=tmp_path, echo=lambda *_: None)
+
+
+def test_a_retraining_promotion_changes_only_the_model(remote: Path, tmp_path: Path, settings: Settings):
+    """The Argo workflow without an image tag (CronWorkflow, event binding) passes --image-tag "": the images stay."""
+    work = clone(remote, tmp_path / "work")
+    promote(settings, "staging", "2", repo_path=work, image_tag="v2.0.0", echo=lambda *_: None)
+    promote(settings, "staging", "3", repo_path=work, image_tag="", skip_ci=True, echo=lambda *_: None)
+    assert git(work, "show", "--name-only", "--format=", "HEAD").split() == ["gitops/envs/staging/values/model.yaml"]
+    assert (read_model_version(work, "staging"), read_image_tag(work, "staging")) == ("3", "v2.0.0")
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Path:
+    """Nothing promoted anywhere yet: model.version "" and every image tag "" (the repository's initial state)."""
+    return clone(gitops_remote(tmp_path, {env: ("", "") for env in ENVIRONMENTS}), tmp_path / "fresh")
+
+
+def test_the_first_promotion_sets_model_and_images_and_reverts_to_nothing(fresh: Path, settings: Settings):
+    assert (read_model_version(fresh, "staging"), read_image_tag(fresh, "staging")) == ("", "")
+    head = git(fresh, "rev-parse", "HEAD")
+    with pytest.raises(MlopsError, match=r"staging runs no images yet \(gitops/envs/staging/values/images.yaml\): its first promotion "
+                                         r"sets them; pass --image-tag RELEASE_TAG"):
+        promote(settings, "staging", "2", repo_path=fresh, echo=lambda *_: None)
+    assert git(fresh, "rev-parse", "HEAD") == head and git(fresh, "status", "--porcelain") == ""
+
+    lines: list[str] = []
+    promote(settings, "staging", "2", repo_path=fresh, image_tag="v1.2.0", echo=lines.append)
+    assert (read_model_version(fresh, "staging"), read_image_tag(fresh, "staging")) == ("2", "v1.2.0")
+    message = git(fresh, "log", "-1", "--format=%B")
+    assert message.startswith("promote(staging): transformers-qa version 2 (was none)") and "images: v1.2.0 (was none)" in message
+    assert lines == [f"staging: none -> 2, images none -> v1.2.0 (commit {git(fresh, 'rev-parse', 'HEAD')[:12]}); ArgoCD syncs it"]
+    assert alias(settings, "staging") == "2"
+
+    rollback(settings, "staging", repo_path=fresh, echo=lines.append)
+    assert (read_model_version(fresh, "staging"), read_image_tag(fresh, "staging")) == ("", "")
+    assert registry.by_alias(tracking.configure(settings), NAME, "staging") is None  # git says staging runs nothing
+    assert lines[-1].startswith("staging: 2 -> none, reverting")
+
+
+def test_nothing_to_copy_from_an_environment_that_runs_nothing(fresh: Path, settings: Settings):
+    with pytest.raises(MlopsError, match=r"staging runs nothing promoted yet \(gitops/envs/staging/values/\); promote staging first"):
+        promote(settings, "prod", from_env="staging", repo_path=fresh, echo=lambda *_: None)
+
+
+def test_the_alias_of_an_environment_that_runs_nothing_is_removed(fresh: Path, settings: Settings):
+    client = tracking.configure(settings)
+    client.set_registered_model_alias(NAME, "prod", "3")
+    assert sync_alias(settings, "prod", repo_path=fresh, echo=lambda *_: None) == ""
+    assert registry.by_alias(client, NAME, "prod") is None
+
+
+def test_half_promoted_images_are_refused(fresh: Path):
+    images = fresh / "gitops/envs/dev/values/images.yaml"
+    images.write_text('images:\n  triton:\n    tag: ""\n  api:\n    tag: "v1.2.0"\n')
+    with pytest.raises(MlopsError, match=r"pins different tags \('', 'v1.2.0'\); make them one release tag"):
+        read_image_tag(fresh, "dev")

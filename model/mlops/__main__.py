@@ -1,5 +1,5 @@
 """`python -m mlops`: what torchrun launches for multi-process training."""
 
-from mlops.cli import app
+from mlops.cli import main
 
-app()
+main()

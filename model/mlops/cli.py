@@ -1,6 +1,7 @@
 """`mlops`: one command line for every step, used alike by `make pipeline`, Argo steps and people.
 
-Errors a user can fix (MlopsError) print as one line and exit non-zero; no stack traces.
+Errors a user can fix (MlopsError) print as one line and exit non-zero; no stack traces. stdout holds
+only a command's result (mlops.results); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer  # noqa: E402
 
 from mlops.errors import MlopsError  # noqa: E402
+from mlops.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
 from mlops.settings import Settings  # noqa: E402
 
 app = typer.Typer(
@@ -30,7 +33,7 @@ app = typer.Typer(
 
 
 def echo(message: str) -> None:
-    typer.echo(message, err=True)  # progress on stderr keeps stdout clean for --json
+    typer.echo(message, err=True)  # progress on stderr; stdout is the result
 
 
 def _run(step, *args, **kwargs):
@@ -86,7 +89,7 @@ def data(
     from mlops.pipeline import build_data
 
     dataset_hash = _run(build_data, Settings.from_env(), source, echo)
-    typer.echo(dataset_hash)
+    result(dataset_hash)
 
 
 @app.command()
@@ -107,12 +110,17 @@ def train(
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
         argv = _without_option(sys.argv[1:], "--nproc-per-node")
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", "-m", "mlops", *argv]
-        raise typer.Exit(subprocess.call(command))
+        with tempfile.TemporaryDirectory(prefix="mlops-train-") as scratch:
+            reported = Path(scratch) / "run-id"  # rank 0 writes its result here (mlops.results)
+            code = subprocess.call(command, env={**os.environ, RESULT_FILE: str(reported)})
+            if code == 0 and reported.is_file():
+                result(reported.read_text(encoding="utf-8").strip())
+        raise typer.Exit(code)
     config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
                       seed=seed, shuffle_labels=shuffle_labels)
     run_id = _run(train_model, Settings.from_env(), config, dataset, echo)
-    if run_id:
-        typer.echo(run_id)
+    if run_id:  # rank 0 only
+        result(run_id)
 
 
 @app.command()
@@ -134,15 +142,27 @@ def register(run_id: Annotated[str | None, typer.Option("--run", help="training 
     """Register a run that passed the gate as a model version and mark it `candidate`; print the version."""
     from mlops.pipeline import register_run
 
-    typer.echo(_run(register_run, Settings.from_env(), run_id, echo))
+    result(_run(register_run, Settings.from_env(), run_id, echo))
 
 
 @app.command()
-def deploy(version: Annotated[str | None, typer.Option(help="model version (default: the `candidate`)")] = None) -> None:
+def deploy(
+    version: Annotated[str | None, typer.Option(help="model version (default: the `candidate`)")] = None,
+    champion: Annotated[bool, typer.Option(help="then serve it here and move `champion` (--no-champion: only test it; "
+                                                "the cluster moves `champion` after the staging smoke test)")] = True,
+) -> None:
     """Export to Triton, load it in the real server, smoke + contract test, then move `champion`."""
     from mlops.deploy import deploy as deploy_version
 
-    _run(deploy_version, Settings.from_env(), version, echo)
+    _run(deploy_version, Settings.from_env(), version, echo, move_champion=champion)
+
+
+@app.command("champion")
+def champion_command(version: Annotated[str, typer.Option(help="the model version staging serves and smoke-tested")]) -> None:
+    """Move `champion` to VERSION (the release workflow's last step, after the staging smoke test)."""
+    from mlops.deploy import crown
+
+    _run(crown, Settings.from_env(), version, echo)
 
 
 @app.command()
@@ -165,7 +185,7 @@ def publish(
     from mlops.publish import publish as run_publish
 
     settings = Settings.from_env()
-    typer.echo(_run(run_publish, settings, version, store or settings.model_store, echo))
+    result(_run(run_publish, settings, version, store or settings.model_store, echo))
 
 
 @app.command()
@@ -192,15 +212,15 @@ def ask(
 
     answers, version = _run(answer, Settings.from_env(), question, top_k)
     if as_json:
-        typer.echo(json.dumps(answers, indent=2))
+        result(json.dumps(answers, indent=2))
         return
     best = answers[0]
-    typer.echo(f"{best['symbol']}{best['signature']}\n  {best['path']}:{best['line']}  (score {best['score']:.3f}, model version {version})\n")
-    typer.echo(f"  {best['text'][:600]}\n")
+    result(f"{best['symbol']}{best['signature']}\n  {best['path']}:{best['line']}  (score {best['score']:.3f}, model version {version})\n")
+    result(f"  {best['text'][:600]}\n")
     if len(answers) > 1:
-        typer.echo("Also relevant:")
+        result("Also relevant:")
         for a in answers[1:]:
-            typer.echo(f"  {a['score']:.3f}  {a['symbol']}  ({a['path']}:{a['line']})")
+            result(f"  {a['score']:.3f}  {a['symbol']}  ({a['path']}:{a['line']})")
 
 
 
@@ -247,7 +267,7 @@ def promote(
     print the commit. ArgoCD deploys it."""
     from mlops.gitops.promote import promote as run_promote
 
-    typer.echo(_run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), image_tag=image_tag,
+    result(_run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), image_tag=image_tag,
                     move_alias=alias, skip_ci=skip_ci, note=note, echo=echo))
 
 
@@ -271,6 +291,23 @@ gitops_app = typer.Typer(help="What ArgoCD deploys from this repository.", no_ar
 app.add_typer(gitops_app, name="gitops")
 
 
+@gitops_app.command("wait")
+def gitops_wait(
+    app_name: Annotated[str, typer.Option("--app", help="the ArgoCD Application, e.g. transformers-qa-staging")],
+    commit: Annotated[str, typer.Option(help="the commit it must run (what `mlops promote` printed)")],
+    namespace: Annotated[str, typer.Option(help="namespace of the Application")] = "argocd",
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900,
+    service_account: Annotated[Path, typer.Option(help="the pod's service-account folder (token, ca.crt)")] = Path(
+        "/var/run/secrets/kubernetes.io/serviceaccount"),
+) -> None:
+    """In a pod: wait until the Application is Synced at a revision containing COMMIT and Healthy; print that revision."""
+    from mlops.gitops.wait import KubernetesApi, wait
+
+    _check_range("--timeout", timeout, 0)
+    result(_run(lambda: wait(app_name, namespace, commit, timeout, repo_path=Path.cwd(),
+                             api=KubernetesApi.in_cluster(service_account), echo=echo)))
+
+
 Domain = Annotated[str, typer.Option(help="the cluster's domain the root Application passes (its floating IP's name)")]
 Env = Annotated[str, typer.Argument(help="dev, staging or prod")]
 
@@ -282,7 +319,7 @@ def gitops_render(env: Env, domain: Domain = "203.0.113.10.nip.io") -> None:
     from mlops.gitops.git import GitRepo
     from mlops.gitops.render import render
 
-    typer.echo(_run(lambda: render(GitRepo(Path.cwd()).root, env, domain)), nl=False)
+    result(_run(lambda: render(GitRepo(Path.cwd()).root, env, domain)), end="")
 
 
 @gitops_app.command("validate")
@@ -300,7 +337,7 @@ def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="envir
             rendered = render_environment(root, env)
             for app, problems in validate_environment(root, rendered).items():
                 for problem in problems:
-                    typer.echo(f"{env}: {app}: {problem}")
+                    result(f"{env}: {app}: {problem}")
                 found += len(problems)
             echo(f"{env}: {len(rendered)} Applications, {sum(len(r.documents) for r in rendered)} objects checked")
         return found
@@ -327,8 +364,16 @@ def gitops_images(envs: Annotated[list[str] | None, typer.Argument(help="environ
         return found
 
     for image in sorted(_run(collect)):
-        typer.echo(image)
+        result(image)
+
+
+def main() -> None:
+    """The `mlops` entry point (also `python -m mlops`, what torchrun starts)."""
+    if len(sys.argv) == 1 or "--help" in sys.argv[1:]:
+        app()  # the help text is what was asked for: on stdout, as usual
+    with stdout_holds_only_results():
+        app()
 
 
 if __name__ == "__main__":
-    app()
+    main()

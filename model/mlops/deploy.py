@@ -5,6 +5,11 @@ The new version is exported into a staging repository and loaded by a fresh ``tr
 top-k symbols and scores equal the in-process model's) must pass; only then is the version moved
 into the live repository and the ``champion`` alias moved to it. On any failure the staging
 folder is removed, and the live repository and ``champion`` are left as they were.
+
+Locally this machine is where the model is served, so a deploy that passes crowns the version. In the
+cluster the deploy step only tests it (``move_champion=False``: it stays ``candidate``); staging serves it after
+ArgoCD syncs the promotion, and only when the staging API passed its smoke test does :func:`crown` move
+``champion``.
 """
 
 from __future__ import annotations
@@ -106,7 +111,14 @@ def install(staged_version: Path, live_repository: Path) -> Path:
     return target
 
 
-def deploy(settings: Settings, version: str | None = None, echo=print) -> ModelVersion:
+def crown(settings: Settings, version: str, echo=print) -> None:
+    """Move ``champion`` to ``version`` (it is served and smoke-tested), which stops being ``candidate``."""
+    client = tracking.configure(settings)
+    registry.promote_champion(client, settings.model_name, str(registry.get_version(client, settings.model_name, version).version))
+    echo(f"champion -> {settings.model_name} version {version}")
+
+
+def deploy(settings: Settings, version: str | None = None, echo=print, *, move_champion: bool = True) -> ModelVersion:
     client = tracking.configure(settings)
     model_version = resolve_version(client, settings.model_name, version)
     echo(f"deploying {settings.model_name} version {model_version.version} (run {model_version.run_id})")
@@ -123,9 +135,12 @@ def deploy(settings: Settings, version: str | None = None, echo=print) -> ModelV
                 echo("  smoke test passed")
                 contract_test(qa, settings.model_name, Retriever.load(folder))
                 echo(f"  contract test passed: {len(CONTRACT_QUESTIONS)} questions, top-{CONTRACT_TOP_K} symbols and scores equal")
-            live = install(folder, settings.triton_repository)
-            registry.promote_champion(client, settings.model_name, model_version.version)
-            echo(f"  champion -> version {model_version.version}; live repository {live}")
+            if move_champion:
+                live = install(folder, settings.triton_repository)
+                registry.promote_champion(client, settings.model_name, model_version.version)
+                echo(f"  champion -> version {model_version.version}; live repository {live}")
+            else:
+                echo(f"  version {model_version.version} stays 'candidate' until the environment serving it passes its smoke test")
         echo("  tritonserver stopped")
     finally:
         shutil.rmtree(staging, ignore_errors=True)

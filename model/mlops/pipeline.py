@@ -16,11 +16,13 @@ from mlops.evaluate import GateConfig, evaluate
 from mlops.settings import Settings
 from mlops.train import TrainConfig, train
 
-# The `mlops` commands of one release, in order. `mlops pipeline` runs STEPS here; the Argo workflow
-# (workflows/train-evaluate-register-deploy.yaml) runs the same commands, then CLUSTER_STEPS to ship
-# the version. tests/test_workflows.py fails if the two drift apart.
+# The `mlops` commands of one release, in order. `mlops pipeline` runs STEPS here (its deploy serves the
+# model on this machine, so it also moves `champion`); the Argo workflow
+# (workflows/train-evaluate-register-deploy.yaml) runs the same commands, its deploy only testing the
+# version, then CLUSTER_STEPS to ship it: publish, commit, wait for ArgoCD, smoke-test staging, and only
+# then move `champion`. tests/test_workflows.py fails if the two drift apart.
 STEPS = ("data", "train", "evaluate", "register", "deploy")
-CLUSTER_STEPS = ("publish", "promote", "smoke")
+CLUSTER_STEPS = ("publish", "promote", "gitops wait", "smoke", "champion")
 
 
 def build_data(settings: Settings, source: Path | None, echo=print) -> str:

@@ -1,7 +1,8 @@
 """The MLflow model registry: versions, their tags, and the lifecycle aliases.
 
 ``candidate`` marks the version that passed the gate and waits for deployment; ``champion``
-marks the one serving (moved only after Triton's smoke and contract tests pass).
+marks the one serving: moved locally once Triton's smoke and contract tests pass (`mlops deploy`),
+in the cluster only once staging serves it and its smoke test passed (`mlops champion`).
 """
 
 from __future__ import annotations

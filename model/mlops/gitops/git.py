@@ -32,6 +32,16 @@ class GitRepo:
     def has_remote(self) -> bool:
         return bool(self.run("remote").split())
 
+    def _succeeds(self, *args: str) -> bool:
+        return subprocess.run(["git", *args], cwd=self.root, capture_output=True).returncode == 0
+
+    def has_commit(self, sha: str) -> bool:
+        return self._succeeds("cat-file", "-e", f"{sha}^{{commit}}")
+
+    def is_ancestor(self, commit: str, revision: str) -> bool:
+        """Whether ``revision`` contains ``commit`` (both in this clone)."""
+        return self._succeeds("merge-base", "--is-ancestor", commit, revision)
+
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").strip()
 

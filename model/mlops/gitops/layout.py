@@ -1,4 +1,8 @@
-"""Where each environment's promotion surface lives in gitops/, and how to read and write it."""
+"""Where each environment's promotion surface lives in gitops/, and how to read and write it.
+
+An empty model version (``model.version: ""``) and empty image tags mean "nothing promoted yet": the
+state of an environment before its first promotion, which sets both.
+"""
 
 from __future__ import annotations
 
@@ -41,23 +45,29 @@ def _load(path: Path, what: str) -> dict:
         raise MlopsError(f"{path} does not hold {what} ({type(e).__name__}); restore it from git") from None
 
 
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
 def read_model_version(root: Path, env: str) -> str:
+    """The model version ``env`` runs; "" before its first promotion."""
     path = model_file(root, env)
     try:
-        return str(_load(path, "model.version")["model"]["version"])
+        return _text(_load(path, "model.version")["model"]["version"])
     except (KeyError, TypeError):
         raise MlopsError(f"{path} does not hold model.version; restore it from git") from None
 
 
 def read_image_tag(root: Path, env: str) -> str:
-    """The release tag ``env`` runs; all of our images carry the same one."""
+    """The release tag ``env`` runs, which all of our images carry; "" before its first promotion."""
     path = images_file(root, env)
     try:
-        tags = {str(image["tag"]) for image in _load(path, "images.<name>.tag")["images"].values()}
+        tags = {_text(image["tag"]) for image in _load(path, "images.<name>.tag")["images"].values()}
     except (KeyError, TypeError, AttributeError):
         raise MlopsError(f"{path} does not hold images.<name>.tag; restore it from git") from None
     if len(tags) != 1:
-        raise MlopsError(f"{path} pins different tags ({', '.join(sorted(tags))}); make them one release tag")
+        shown = ", ".join(repr(tag) for tag in sorted(tags))
+        raise MlopsError(f"{path} pins different tags ({shown}); make them one release tag")
     return tags.pop()
 
 

@@ -1,13 +1,15 @@
 """Promotion and rollback are git commits: `mlops promote` changes one environment's promotion files
 (model version, image tags) and commits them; `mlops rollback` reverts that environment's newest
 promotion (never a reset or a force-push). The MLflow alias named after the environment follows
-what git says it runs.
+what git says it runs, and is removed when git says it runs nothing yet (a rolled-back first promotion).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from mlflow.exceptions import MlflowException
 
 from mlops import registry, tracking
 from mlops.errors import MlopsError
@@ -29,6 +31,21 @@ def _checked_version(settings: Settings, version: str):
     return client, found
 
 
+def _shown(value: str) -> str:
+    return value or "none"
+
+
+def _follow_git(client, name: str, env: str, version: str) -> None:
+    """Point the alias ``env`` at ``version``; no version: no alias."""
+    if version:
+        client.set_registered_model_alias(name, env, version)
+        return
+    try:
+        client.delete_registered_model_alias(name, env)
+    except MlflowException:
+        pass  # there was none
+
+
 def promote(settings: Settings, env: str, version: str | None = None, from_env: str | None = None, *,
             repo_path: Path, image_tag: str | None = None, move_alias: bool = True, skip_ci: bool = False,
             note: str | None = None, echo=print) -> str:
@@ -42,16 +59,21 @@ def promote(settings: Settings, env: str, version: str | None = None, from_env: 
     repo.require_clean()
     if from_env is not None:
         version, image_tag = read_model_version(repo.root, from_env), read_image_tag(repo.root, from_env)
+        if not version or not image_tag:
+            raise MlopsError(f"{from_env} runs nothing promoted yet (gitops/envs/{from_env}/values/); promote {from_env} first")
     version = str(version)
-    client, found = _checked_version(settings, version)
     current, current_tag = read_model_version(repo.root, env), read_image_tag(repo.root, env)
     image_tag = image_tag or current_tag
+    if not image_tag:
+        raise MlopsError(f"{env} runs no images yet (gitops/envs/{env}/values/images.yaml): its first promotion sets them; "
+                         "pass --image-tag RELEASE_TAG (or --from an environment that runs a release)")
+    client, found = _checked_version(settings, version)
     if (current, current_tag) == (version, image_tag):
         raise MlopsError(f"{env} already runs version {version} (images {image_tag}); nothing to promote")
     changed = [write_model_version(repo.root, env, version), write_image_tag(repo.root, env, image_tag)]
     metrics = ", ".join(f"{k}={v}" for k, v in sorted(found.tags.items()) if k.startswith(("test_", "natural_")))
-    message = (f"{PROMOTION.format(env=env)}{settings.model_name} version {version} (was {current})\n\n"
-               f"images: {image_tag} (was {current_tag})\nrun: {found.run_id}\n"
+    message = (f"{PROMOTION.format(env=env)}{settings.model_name} version {version} (was {_shown(current)})\n\n"
+               f"images: {image_tag} (was {_shown(current_tag)})\nrun: {found.run_id}\n"
                f"dataset: {found.tags.get('dataset_hash', 'unknown')}\nmetrics: {metrics or 'none recorded'}\n"
                + (f"{note}\n" if note else "") + ("[skip ci]\n" if skip_ci else ""))
     repo.run("add", *(str(path.relative_to(repo.root)) for path in changed))
@@ -59,7 +81,8 @@ def promote(settings: Settings, env: str, version: str | None = None, from_env: 
     repo.push()
     if move_alias:
         client.set_registered_model_alias(settings.model_name, env, version)
-    echo(f"{env}: {current} -> {version}, images {current_tag} -> {image_tag} (commit {repo.head()[:12]}); ArgoCD syncs it")
+    echo(f"{env}: {_shown(current)} -> {version}, images {_shown(current_tag)} -> {image_tag} (commit {repo.head()[:12]}); "
+         "ArgoCD syncs it")
     return repo.head()
 
 
@@ -67,9 +90,9 @@ def sync_alias(settings: Settings, env: str, *, repo_path: Path, echo=print) -> 
     """Point the MLflow alias ``env`` at the version git says ``env`` runs (after a promotion PR merges)."""
     repo = GitRepo(repo_path)
     version = read_model_version(repo.root, env)
-    client, _ = _checked_version(settings, version)
-    client.set_registered_model_alias(settings.model_name, env, version)
-    echo(f"MLflow alias {env!r} -> version {version} (as gitops/envs/{env}/ says)")
+    client = _checked_version(settings, version)[0] if version else tracking.configure(settings)
+    _follow_git(client, settings.model_name, env, version)
+    echo(f"MLflow alias {env!r} -> version {_shown(version)} (as gitops/envs/{env}/ says)")
     return version
 
 
@@ -97,7 +120,6 @@ def rollback(settings: Settings, env: str, *, repo_path: Path, echo=print) -> st
     repo.run("revert", "--no-edit", sha)
     repo.push()
     after = read_model_version(repo.root, env)
-    client = tracking.configure(settings)
-    client.set_registered_model_alias(settings.model_name, env, after)
-    echo(f"{env}: {before} -> {after}, reverting {sha[:12]} ({subject}); ArgoCD syncs it")
+    _follow_git(tracking.configure(settings), settings.model_name, env, after)
+    echo(f"{env}: {_shown(before)} -> {_shown(after)}, reverting {sha[:12]} ({subject}); ArgoCD syncs it")
     return repo.head()
