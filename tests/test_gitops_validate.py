@@ -84,8 +84,9 @@ def test_good_fixtures_pass(schemas):
     # A quantity is an integer or a string in Kubernetes' quantity syntax; an Argo expression is neither.
     (WORKFLOW_TEMPLATE, "spec/templates/0/container/resources/limits/nvidia.com~gpu", "{{workflow.parameters.gpus}}", "does not match"),
     (WORKFLOW_TEMPLATE, "spec/templates/0/retryStrategy/limit", [2], "is not valid under any of the given schemas"),
+    (APPLICATION, "status", {"reconciledAt": "yesterday"}, "'yesterday' is not a 'date-time'"),
 ], ids=["typo selfheal", "typo valuesFiles", "string for integer", "metadata typo", "annotation not a string",
-        "container typo", "template typo", "expression as a quantity", "list as int-or-string"])
+        "container typo", "template typo", "expression as a quantity", "list as int-or-string", "not a date-time"])
 def test_invalid_fields_are_reported(schemas, doc, path, value, expected):
     found = problems([changed(doc, path, value)], schemas)
     assert any(expected in p for p in found), found
@@ -93,6 +94,7 @@ def test_invalid_fields_are_reported(schemas, doc, path, value, expected):
 
 def test_int_or_string_takes_both(schemas):
     assert problems([changed(WORKFLOW_TEMPLATE, "spec/templates/0/retryStrategy/limit", 2)], schemas) == []
+    assert problems([changed(APPLICATION, "status", {"reconciledAt": "2026-12-01T12:00:00Z"})], schemas) == []
 
 
 def test_required_fields_are_required(schemas):

@@ -21,17 +21,17 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import jsonschema
 import pytest
-import yaml
 
+from gitops import require_cache
 from mlops.errors import MlopsError
+from mlops.gitops.charts import MissingArtifact, find_artifact
+from mlops.gitops.validate import Schemas, crd_documents, problems
 from mlops.gitops.wait import KubernetesApi, wait
 from services import MLOPS, clone, git, push_commit
 from test_cli import assert_clean_error
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD = ROOT.parent / "shared" / "upstream" / "argo-cd" / "v3.5.1" / "manifests" / "crds" / "application-crd.yaml"
 APP, NAMESPACE = "transformers-qa-staging", "argocd"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YXJnbzptbG9wcy1waXBlbGluZSJ9.c2lnbmF0dXJl"
 NOW = "2026-12-01T12:00:00Z"
@@ -85,23 +85,16 @@ def kubernetes_status(code: int, reason: str, message: str, name: str | None = N
     return status
 
 
-def strict(schema):
-    """The CRD schema with unknown fields rejected (Kubernetes would prune them silently)."""
-    if isinstance(schema, dict):
-        schema = {key: strict(value) for key, value in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [strict(item) for item in schema]
-    return schema
-
-
-@pytest.mark.skipif(not CRD.is_file(), reason=f"ArgoCD CRD cache missing: {CRD}")
 @pytest.mark.parametrize("fixture", [application("Synced", "a" * 40, "Healthy"), application("OutOfSync", "b" * 40, "Progressing", "Running"),
                                      application("Synced", None, "Healthy", revisions=["1.6.0", "c" * 40])])
 def test_the_fixture_is_an_application_as_argocd_defines_it(fixture: dict):
-    schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    jsonschema.validate(fixture, strict(schema), format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    """Against ArgoCD v3.5.1's CRD from the chart cache, unknown fields rejected (mlops.gitops.validate)."""
+    require_cache()
+    try:
+        crds = find_artifact("argo-cd", "v3.5.1") / "manifests" / "crds"
+    except MissingArtifact as e:
+        pytest.skip(str(e))
+    assert problems([fixture], Schemas(crd_documents([crds / "application-crd.yaml"]))) == []
 
 
 # -- a Kubernetes API server on 127.0.0.1 with its own CA -------------------------------------------------------------

@@ -6,7 +6,6 @@ import copy
 import inspect
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import click
@@ -17,9 +16,9 @@ import yaml
 from hera.workflows import models
 
 from argo_models import strict_check, validate
+from gitops import application
 from mlops.cli import app
 from mlops.deploy import deploy
-from mlops.gitops.render import helm_binary
 from mlops.pipeline import CLUSTER_STEPS, STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,10 +296,6 @@ def test_the_schedule_and_the_feedback_alert_run_the_release_template():
 
 # Alertmanager submits retraining through the event endpoint with its own service-account token.
 
-UPSTREAM = ROOT.parent / "shared" / "upstream"
-KUBE_PROMETHEUS_STACK = UPSTREAM / "kube-prometheus-stack" / "81.6.9"
-
-
 def rbac(kind: str, name: str) -> dict:
     return next(d for d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name)
 
@@ -316,22 +311,18 @@ def test_the_event_role_allows_exactly_what_the_event_endpoint_does():
     assert not [d for d in DOCS if d["kind"] == "Secret" and "alertmanager" in yaml.safe_dump(d)]  # no copied token
 
 
-@pytest.mark.skipif(not KUBE_PROMETHEUS_STACK.is_dir(), reason=f"upstream chart cache missing: {KUBE_PROMETHEUS_STACK}")
 def test_the_event_binding_names_alertmanagers_own_service_account():
-    """Rendered from the upstream chart with our values, release kube-prometheus-stack in monitoring: the account the
-    Alertmanager pods run as, with its token mounted."""
-    values = ROOT / "gitops/platform/kube-prometheus-stack"
-    done = subprocess.run([helm_binary(), "template", "kube-prometheus-stack", str(KUBE_PROMETHEUS_STACK), "--namespace", "monitoring",
-                           "--values", str(values / "values.yaml"), "--values", str(values / "staging.yaml")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
-    [alertmanager] = [d for d in rendered if d["kind"] == "Alertmanager"]
+    """As staging renders the upstream chart with our values (tests/gitops.py): the account the Alertmanager pods run
+    as, with its token mounted."""
+    result = application("staging", "platform-kube-prometheus-stack-staging")
+    if result.missing:
+        pytest.skip(result.missing)
+    [alertmanager] = [d for d in result.documents if d["kind"] == "Alertmanager"]
     account = alertmanager["spec"]["serviceAccountName"]
-    [service_account] = [d for d in rendered if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == account]
+    [service_account] = [d for d in result.documents if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == account]
     assert alertmanager["spec"].get("automountServiceAccountToken", True) and service_account.get("automountServiceAccountToken", True)
     subjects = rbac("RoleBinding", "alertmanager-submit-on-event")["subjects"]
-    assert subjects == [{"kind": "ServiceAccount", "name": account, "namespace": service_account["metadata"]["namespace"]}]
+    assert subjects == [{"kind": "ServiceAccount", "name": account, "namespace": "monitoring"}]
 
 
 def test_the_pipeline_may_read_only_the_applications_it_waits_for():

@@ -5,15 +5,18 @@
 - Custom resources: the ``openAPIV3Schema`` of their CustomResourceDefinition (the CRDs the rendered
   charts install, plus the ones the bootstrap installs), turned into JSON Schema with the semantics of
   a Kubernetes structural schema: ``x-kubernetes-int-or-string``, ``x-kubernetes-preserve-unknown-fields``,
-  ``x-kubernetes-embedded-resource``, ``nullable``, patterns; fields the schema does not declare are
+  ``x-kubernetes-embedded-resource``, ``nullable``, patterns, formats (date-time, ...); fields the schema does not declare are
   rejected (the API server would prune them silently, so a typo would vanish without an error).
   ``metadata`` is checked against Kubernetes' own ObjectMeta schema.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import jsonschema
@@ -50,6 +53,25 @@ def reference_crds(root: Path, rendered: list[Rendered]) -> list[dict]:
                 full = find_artifact("argo-workflows-manifests", app_version) / "manifests" / "base" / "crds" / "full"
                 paths += sorted(full.glob("argoproj.io_*.yaml"))
     return crd_documents(paths)
+
+
+FORMATS = copy.deepcopy(jsonschema.Draft7Validator.FORMAT_CHECKER)
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    """RFC 3339, as the API server reads `format: date-time`."""
+    return not isinstance(value, str) or datetime.fromisoformat(value.replace("Z", "+00:00")) is not None
+
+
+@FORMATS.checks("int32")
+def _int32(value: object) -> bool:
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
+
+
+@FORMATS.checks("byte", raises=binascii.Error)
+def _byte(value: object) -> bool:
+    return not isinstance(value, str) or base64.b64decode(value, validate=True) is not None
 
 
 def _strict(node: object) -> object:
@@ -97,7 +119,8 @@ class Schemas:
         schema = self.by_kind[(doc["apiVersion"], doc["kind"])]
         body = {key: value for key, value in doc.items() if key != "metadata"}
         object_schema = {**schema, "properties": {**schema.get("properties", {}), "metadata": {}}}
-        found = [_where(e) for e in jsonschema.Draft7Validator(object_schema).iter_errors({**body, "metadata": {}})]
+        validator = jsonschema.Draft7Validator(object_schema, format_checker=FORMATS)
+        found = [_where(e) for e in validator.iter_errors({**body, "metadata": {}})]
         found += metadata_problems(doc.get("metadata", {}))
         return sorted(found)
 
