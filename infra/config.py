@@ -18,7 +18,7 @@ from infra.sites import GPU_FLAVOR_PREFIX, SITES
 
 PROJECT = "transformers-qa"
 OBJECT_KEYS = ("lease", "node_groups", "volumes", "network", "access", "bootstrap")
-STRING_KEYS = ("site", "registry_username")
+STRING_KEYS = ("site", "registry_username", "domain")
 
 Role = Literal["control", "worker", "gpu"]
 
@@ -105,6 +105,9 @@ class StackConfig(Strict):
     access: AccessConfig
     bootstrap: BootstrapConfig = BootstrapConfig()
     registry_username: str | None = Field(None, min_length=1, description="ghcr.io user whose token (registry_password) pulls the images")
+    domain: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+                               description="a name you own whose wildcard (*.<domain>) points at the floating IP; "
+                                           "default <floating IP>.nip.io")
 
     @field_validator("site")
     @classmethod

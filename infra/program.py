@@ -53,6 +53,7 @@ class SecretConfigError(Exception):
 PLAIN_PASSWORDS = ("db_password", "db_admin_password", "minio_password", "grafana_password",
                    "model_store_publisher_password", "mlflow_admin_password")
 NEW_PASSWORD = '"$(openssl rand -hex 24)"'
+MIN_PASSWORD = 12  # MLflow's basic auth refuses shorter passwords
 
 
 def required_secrets(environment: str) -> list[str]:
@@ -70,11 +71,13 @@ def stack_secrets(raw: pulumi.Config, config: StackConfig) -> dict[str, pulumi.O
             f"`pulumi config set --secret {PROJECT}:NAME {NEW_PASSWORD}` (gitops_deploy_key: "
             f"`pulumi config set --secret {PROJECT}:gitops_deploy_key < deploy_key`, the private half of a GitHub deploy "
             "key with write access)")
-    unsafe = [name for name in needed if name in PLAIN_PASSWORDS and not str(raw.get(name)).isalnum()]
+    unsafe = [name for name in needed if name in PLAIN_PASSWORDS
+              and not (str(raw.get(name)).isalnum() and len(str(raw.get(name))) >= MIN_PASSWORD)]
     if unsafe:
         raise SecretConfigError(
-            f"{', '.join(f'{PROJECT}:{u}' for u in unsafe)} must be letters and digits only (they go into URLs and the "
-            f"MLflow chart's sed): set each again with `pulumi config set --secret {PROJECT}:NAME {NEW_PASSWORD}`")
+            f"{', '.join(f'{PROJECT}:{u}' for u in unsafe)} must be at least {MIN_PASSWORD} letters and digits (they go "
+            f"into URLs and the MLflow chart's sed, and MLflow refuses shorter ones): set each again with "
+            f"`pulumi config set --secret {PROJECT}:NAME {NEW_PASSWORD}`")
     if (config.registry_username is None) != (raw.get("registry_password") is None):
         raise SecretConfigError(
             f"private images need both {PROJECT}:registry_username and {PROJECT}:registry_password (a GitHub token with "
@@ -134,9 +137,11 @@ def inventory(cluster: Cluster, floating_ip: pulumi.Output[str]) -> pulumi.Outpu
     return pulumi.Output.all(floating_ip, *[v for _, _, node in nodes for v in (node.access_ip_v4, node.id)]).apply(render)
 
 
-def public_host(floating_ip: str) -> str:
-    """A DNS name for the floating IP without owning a domain (nip.io resolves a.b.c.d.nip.io to a.b.c.d)."""
-    return f"{floating_ip}.nip.io"
+def public_host(floating_ip: str, domain: str | None = None) -> str:
+    """The environment's domain: the stack's own `domain` when set, else a name for the floating IP without owning
+    one (nip.io resolves a.b.c.d.nip.io to a.b.c.d). nip.io is not on the Public Suffix List, so all its users share
+    one Let's Encrypt rate limit; a domain of your own has its own."""
+    return domain or f"{floating_ip}.nip.io"
 
 
 def public_urls(environment: str, domain: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
@@ -196,7 +201,7 @@ def bootstrap_vars(config: StackConfig, cluster: Cluster, secrets: dict[str, pul
             "argocd_version": config.bootstrap.argocd_version,
             "argocd_environment": config.environment,
             "argocd_repo_url": config.bootstrap.repo_url,
-            "argocd_public_host": public_host(a["fip"]),
+            "argocd_public_host": public_host(a["fip"], config.domain),
             "argocd_revision": config.bootstrap.revision,
             "argocd_secrets": cluster_secrets(config.environment, a["secrets"]),
         })
@@ -212,7 +217,7 @@ def build(config: StackConfig, public_key: str, secrets: dict[str, pulumi.Input[
     waits_for = [cluster.floating_ip_association, *cluster.storage, *[n for nodes in cluster.instances.values() for n in nodes]]
     bootstrap = Bootstrap("bootstrap", inventory=inventory(cluster, cluster.floating_ip), floating_ip=cluster.floating_ip,
                           extravars=bootstrap_vars(config, cluster, secrets), opts=pulumi.ResourceOptions(depends_on=waits_for))
-    domain = cluster.floating_ip.apply(public_host)
+    domain = cluster.floating_ip.apply(lambda ip: public_host(ip, config.domain))
     return {
         "lease_id": lease.lease_id,
         "lease_name": lease.lease_name,

@@ -22,7 +22,7 @@ import pytest
 
 import infra.lease
 from infra.cluster import CINDER_DEVICE
-from infra.config import PROJECT, parse
+from infra.config import PROJECT, ConfigError, parse
 from infra.program import PUBLIC_HOSTS, SecretConfigError, build, cluster_secrets, openstack_provider, stack_secrets
 from infra.sites import SITES
 from test_infra_config import ROOT, STACKS, stack_values
@@ -32,7 +32,7 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtest test@example"
 FLOATING_IP = "129.114.108.10"
 PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 STORAGE_NET = "5c0ffee0-1111-4222-8333-944444444444"
-SECRETS = {"db_password": "dbsecret0", "db_admin_password": "adminsecret0", "minio_password": "miniosecret0",
+SECRETS = {"db_password": "dbsecretvalue0", "db_admin_password": "adminsecret0", "minio_password": "miniosecret0",
            "grafana_password": "grafanasecret0", "model_store_publisher_password": "publishersecret0",
            "mlflow_admin_password": "mlflowadminsecret0", "gitops_deploy_key": "fake-deploy-key"}
 # Nova: GET /v2.1/flavors/detail (compute api-ref), standard flavor ids are short strings ("4", "5").
@@ -352,6 +352,15 @@ def test_the_domain_and_the_public_urls(stack: str):
     assert set(expected) <= set(PUBLIC_HOSTS)
 
 
+def test_a_domain_of_your_own_replaces_nip_io():
+    """nip.io's Let's Encrypt rate limit is shared by all its users: a stack may name its own domain instead."""
+    mocks, outputs = run("prod", {**stack_values("prod"), "domain": "qa.example.edu"})
+    assert outputs["domain"] == "qa.example.edu" and outputs["qa_url"] == "https://qa.qa.example.edu"
+    assert mocks.dynamic("bootstrap").inputs["extravars"]["argocd_public_host"] == "qa.example.edu"
+    with pytest.raises(ConfigError, match="domain"):
+        parse("prod", {**stack_values("prod"), "domain": "https://qa.example.edu"})
+
+
 # docs/deployment.md, Secrets: namespace/name -> keys, per environment.
 SECRETS_TABLE = {
     ("mlflow", "minio"): (["rootUser", "rootPassword"], STACKS),
@@ -373,9 +382,9 @@ def test_the_cluster_secrets_follow_the_table(stack: str):
     made = {(s["namespace"], s["name"]): s["data"] for s in mocks.dynamic("bootstrap").inputs["extravars"]["argocd_secrets"]}
     assert {key: sorted(data) for key, data in made.items()} == {
         key: sorted(keys) for key, (keys, environments) in SECRETS_TABLE.items() if stack in environments}
-    assert made[("mlflow", "postgres")] == {"username": "qa", "password": "dbsecret0", "postgres-password": "adminsecret0"}
+    assert made[("mlflow", "postgres")] == {"username": "qa", "password": "dbsecretvalue0", "postgres-password": "adminsecret0"}
     user, _, host = made[("transformers-qa", "postgres")]["url"].removeprefix("postgresql+psycopg://").partition("@")
-    assert (user, host) == ("qa:dbsecret0", "postgresql.mlflow.svc.cluster.local:5432/feedback")
+    assert (user, host) == ("qa:dbsecretvalue0", "postgresql.mlflow.svc.cluster.local:5432/feedback")
     assert made[("monitoring", "grafana-admin")] == {"admin-user": "admin", "admin-password": "grafanasecret0"}
     if stack == "staging":
         assert made[("mlflow", "mlflow-auth")] == {"username": "admin", "password": "mlflowadminsecret0"}
@@ -419,9 +428,10 @@ def test_a_missing_secret_is_named_by_environment(stack: str, missing: str):
 
 def test_passwords_must_be_letters_and_digits():
     """base64 passwords hold `/` and `+`, which break the database URLs and the MLflow chart's sed of its auth config."""
-    given = {**secrets_for("staging"), "mlflow_admin_password": "ab/cd+ef=", "db_password": "x@y"}
-    with pytest.raises(SecretConfigError, match=r"transformers-qa:db_password, transformers-qa:mlflow_admin_password must be "
-                                                r"letters and digits only .*openssl rand -hex 24"):
+    given = {**secrets_for("staging"), "mlflow_admin_password": "ab/cd+ef=ghijklmn", "db_password": "x@y", "grafana_password": "short1"}
+    with pytest.raises(SecretConfigError, match=r"transformers-qa:db_password, transformers-qa:grafana_password, "
+                                                r"transformers-qa:mlflow_admin_password must be at least 12 letters and digits .*"
+                                                r"openssl rand -hex 24"):
         secrets_read("staging", given)
 
 
