@@ -109,3 +109,13 @@ def test_cli_render_and_validate():
     checked = subprocess.run([*MLOPS, "gitops", "validate", "dev"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert re.search(r"dev: 7 Applications, \d+ objects checked", checked.stderr)
+
+
+def test_the_committed_image_list_is_the_rendered_one():
+    """gitops/images.txt is what CI looks up in the registries (.github/workflows/ci.yaml); regenerate it with
+    `.venv/bin/mlops gitops images > gitops/images.txt`."""
+    listed = set((ROOT / "gitops" / "images.txt").read_text().split())
+    found = dockerfile_bases(ROOT) | bootstrap_images(ROOT) | {image for env in ENVIRONMENTS for image in images_in(documents(env))}
+    assert found <= listed, f"not in gitops/images.txt: {sorted(found - listed)}"
+    if not any(missing(env) for env in ENVIRONMENTS):
+        assert listed == found, f"no longer used: {sorted(listed - found)}"

@@ -322,6 +322,21 @@ def gitops_render(env: Env, domain: Domain = "203.0.113.10.nip.io") -> None:
     result(_run(lambda: render(GitRepo(Path.cwd()).root, env, domain)), end="")
 
 
+@gitops_app.command("fill-cache")
+def gitops_fill_cache(target: Annotated[Path, typer.Option(help="where to unpack what the cache lacks")] = Path(".mlops/charts")) -> None:
+    """Fetch every pinned upstream chart and CRD file the chart cache lacks (needs the network)."""
+    from mlops.gitops.charts import fill_cache
+    from mlops.gitops.git import GitRepo
+    from mlops.gitops.render import role_defaults
+
+    def fill() -> int:
+        root = GitRepo(Path.cwd()).root
+        return fill_cache(root, role_defaults(root)["argocd_version"], target.resolve(), echo)
+
+    fetched = _run(fill)
+    echo(f"{fetched} fetched into {target}" if fetched else "the chart cache already holds every pinned chart and CRD")
+
+
 @gitops_app.command("validate")
 def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
     """Render each environment and check every object: built-in kinds against Kubernetes' schemas, custom
