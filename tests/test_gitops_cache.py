@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mlops.errors import MlopsError
-from mlops.gitops.charts import find_chart, fill_cache, pinned_charts, reference_files
+from mlops.gitops.charts import fill_cache, find_chart, pinned_charts, reference_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_HELM = """#!/usr/bin/env python3
