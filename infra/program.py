@@ -23,6 +23,7 @@ SECRET_CONFIG: dict[str, tuple[str, ...]] = {
     "grafana_password": ENVIRONMENTS,
     "model_store_publisher_password": ("dev", "prod"),
     "mlflow_admin_password": ("staging",),
+    "mlflow_flask_secret_key": ("staging",),
     "gitops_deploy_key": ("staging",),
 }
 # Public host names under <domain> (docs/deployment.md, One environment's public names), by stack output.
@@ -51,7 +52,7 @@ class SecretConfigError(Exception):
 # Passwords that end up inside URLs and inside the MLflow chart's `sed` substitution of its auth config, where
 # `/`, `&`, `@` or `:` (all of base64's and more) break them: letters and digits only (`openssl rand -hex 24`).
 PLAIN_PASSWORDS = ("db_password", "db_admin_password", "minio_password", "grafana_password",
-                   "model_store_publisher_password", "mlflow_admin_password")
+                   "model_store_publisher_password", "mlflow_admin_password", "mlflow_flask_secret_key")
 NEW_PASSWORD = '"$(openssl rand -hex 24)"'
 MIN_PASSWORD = 12  # MLflow's basic auth refuses shorter passwords
 
@@ -169,6 +170,7 @@ def cluster_secrets(environment: str, secrets: dict[str, str]) -> list[dict]:
     if environment == "staging":
         made += [
             {"namespace": "mlflow", "name": "mlflow-auth", "data": {"username": "admin", "password": secrets["mlflow_admin_password"]}},
+            {"namespace": "mlflow", "name": "mlflow-flask", "data": {"MLFLOW_FLASK_SERVER_SECRET_KEY": secrets["mlflow_flask_secret_key"]}},
             {"namespace": "argo", "name": "mlops-pipeline-s3",
              "data": {"AWS_ACCESS_KEY_ID": minio_user, "AWS_SECRET_ACCESS_KEY": minio_password}},
             {"namespace": "argo", "name": "mlops-pipeline-mlflow",

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from gitops import ENV_APPS, ROOT, application, documents, missing, rendered, schemas
+from gitops import ENV_APPS, ROOT, application, documents, missing, render_all, rendered, require_cache, schemas
 from infra.config import BootstrapConfig
 from mlops.gitops.charts import find_chart
 from mlops.gitops.images import bootstrap_images, dockerfile_bases, images_in, is_pinned
@@ -119,3 +119,11 @@ def test_the_committed_image_list_is_the_rendered_one():
     assert found <= listed, f"not in gitops/images.txt: {sorted(found - listed)}"
     if not any(missing(env) for env in ENVIRONMENTS):
         assert listed == found, f"no longer used: {sorted(listed - found)}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_a_revision_renders_the_same_every_time(env: str):
+    """A chart that renders a random value (a generated key) would make every sync differ from the last, and a
+    revert no true rollback: two renders of one revision are byte-identical."""
+    require_cache()
+    assert render_all(ROOT, env) == render_all(ROOT, env)

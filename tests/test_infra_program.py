@@ -34,14 +34,15 @@ PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 STORAGE_NET = "5c0ffee0-1111-4222-8333-944444444444"
 SECRETS = {"db_password": "dbsecretvalue0", "db_admin_password": "adminsecret0", "minio_password": "miniosecret0",
            "grafana_password": "grafanasecret0", "model_store_publisher_password": "publishersecret0",
-           "mlflow_admin_password": "mlflowadminsecret0", "gitops_deploy_key": "fake-deploy-key"}
+           "mlflow_admin_password": "mlflowadminsecret0", "mlflow_flask_secret_key": "flasksessionkey0",
+           "gitops_deploy_key": "fake-deploy-key"}
 # Nova: GET /v2.1/flavors/detail (compute api-ref), standard flavor ids are short strings ("4", "5").
 FLAVORS = {"m1.large": flavor("4", "m1.large", 4, 8192, 40), "m1.xlarge": flavor("5", "m1.xlarge", 8, 16384, 80)}
 
 
 def secrets_for(stack: str) -> dict[str, str]:
     needed = {"dev": ("model_store_publisher_password",), "prod": ("model_store_publisher_password",),
-              "staging": ("mlflow_admin_password", "gitops_deploy_key")}[stack]
+              "staging": ("mlflow_admin_password", "mlflow_flask_secret_key", "gitops_deploy_key")}[stack]
     return {k: v for k, v in SECRETS.items() if k in needed or k in ("db_password", "db_admin_password", "minio_password", "grafana_password")}
 
 
@@ -367,6 +368,7 @@ SECRETS_TABLE = {
     ("mlflow", "postgres"): (["username", "password", "postgres-password"], STACKS),
     ("mlflow", "minio-publisher"): (["secretKey"], ("dev", "prod")),
     ("mlflow", "mlflow-auth"): (["username", "password"], ("staging",)),
+    ("mlflow", "mlflow-flask"): (["MLFLOW_FLASK_SERVER_SECRET_KEY"], ("staging",)),
     ("transformers-qa", "minio"): (["root-user", "root-password"], STACKS),
     ("transformers-qa", "postgres"): (["url"], STACKS),
     ("argo", "mlops-pipeline-s3"): (["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], ("staging",)),
