@@ -61,11 +61,15 @@ serve: setup
 bench: setup
 	$(BIN)/mlops bench
 
+# Two test processes: most of the suite waits on servers and subprocesses, and a file's tests stay together
+# (they share its rendered environments and fixtures).
+PYTEST := $(BIN)/pytest -n 2 --dist loadfile
+
 test: setup tools system-deps
-	$(BIN)/pytest
+	$(PYTEST)
 
 test-all: setup tools system-deps
-	$(BIN)/pytest -m ""
+	$(PYTEST) -m ""
 
 lint: setup
 	$(BIN)/ruff check model tests infra
