@@ -89,6 +89,21 @@ def render_all(root: Path, env: str) -> str:
     return "".join(f"--- {r.name}\n{r.manifests}" for r in render_environment(root, env, allow_missing=True))
 
 
+def changed(doc: dict, path: str, value=None, delete: bool = False) -> dict:
+    """A copy of ``doc`` with the field at ``path`` set or deleted: keys joined by '/' (a '/' inside a key
+    written '~'), list indexes as numbers."""
+    doc = copy.deepcopy(doc)
+    *parents, last = [key.replace("~", "/") for key in path.split("/")]
+    node = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if delete:
+        del node[last]
+    else:
+        node[int(last) if isinstance(node, list) else last] = value
+    return doc
+
+
 def application_names(env: str) -> list[str]:
     """root-<env> and the Applications it creates, for parametrizing (the apps chart renders in a moment)."""
     root = root_application(ROOT, env)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from gitops import ROOT, rendered, require_cache
+from gitops import ROOT, changed, rendered, require_cache
 from mlops.gitops.charts import find_artifact
 from mlops.gitops.layout import ENVIRONMENTS
 from mlops.gitops.render import load_all, render_application, role_defaults, root_application, sources
@@ -171,50 +171,37 @@ GOOD_MULTI_SOURCE["spec"]["sources"] = [
 ]
 
 
-def mutated(base: dict, path: str, value=None, delete: bool = False) -> dict:
-    app = copy.deepcopy(base)
-    *parents, last = path.split(".")
-    node = app
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if delete:
-        del node[last]
-    else:
-        node[int(last) if isinstance(node, list) else last] = value
-    return app
-
-
 def test_good_fixtures_pass(argocd_schemas):
     assert application_problems(GOOD, argocd_schemas) == []
     assert application_problems(GOOD_MULTI_SOURCE, argocd_schemas) == []
 
 
 BAD = [
-    ("misspelled selfheal", GOOD, "spec.syncPolicy.automated.selfheal", True, "('selfheal' was unexpected)"),
-    ("misspelled helm valuesFiles", GOOD, "spec.source.helm.valuesFiles", ["x.yaml"], "('valuesFiles' was unexpected)"),
-    ("wrong type", GOOD, "spec.revisionHistoryLimit", "10", "'10' is not of type 'integer'"),
-    ("missing destination", GOOD, "spec.destination", None, "'destination' is a required property"),
-    ("no self-heal", GOOD, "spec.syncPolicy.automated.selfHeal", False, "must prune and self-heal"),
-    ("no retry", GOOD, "spec.syncPolicy.retry", None, "syncPolicy.retry must be"),
-    ("retry without refresh", GOOD, "spec.syncPolicy.retry.refresh", False, "syncPolicy.retry must be"),
+    ("misspelled selfheal", GOOD, "spec/syncPolicy/automated/selfheal", True, "('selfheal' was unexpected)"),
+    ("misspelled helm valuesFiles", GOOD, "spec/source/helm/valuesFiles", ["x.yaml"], "('valuesFiles' was unexpected)"),
+    ("wrong type", GOOD, "spec/revisionHistoryLimit", "10", "'10' is not of type 'integer'"),
+    ("missing destination", GOOD, "spec/destination", None, "'destination' is a required property"),
+    ("no self-heal", GOOD, "spec/syncPolicy/automated/selfHeal", False, "must prune and self-heal"),
+    ("no retry", GOOD, "spec/syncPolicy/retry", None, "syncPolicy.retry must be"),
+    ("retry without refresh", GOOD, "spec/syncPolicy/retry/refresh", False, "syncPolicy.retry must be"),
     ("wrong apiVersion", GOOD, "apiVersion", "argoproj.io/v1beta1", "must be an argoproj.io/v1alpha1 Application"),
-    ("wrong namespace", GOOD, "metadata.namespace", "default", "metadata.namespace must be argocd"),
-    ("sync-wave not integer", GOOD, "metadata.annotations", {SYNC_WAVE: "first"}, "must be an integer string"),
-    ("path missing in repo", GOOD, "spec.source.path", "gitops/charts/does-not-exist", "does not exist in this repository"),
-    ("path escaping repo", GOOD, "spec.source.path", "..", "path '..' does not exist"),
-    ("valueFile missing", GOOD, "spec.source.helm.valueFiles", ["../../envs/dev/values/nope.yaml"], "does not exist"),
-    ("chart HEAD", GOOD_MULTI_SOURCE, "spec.sources.0.targetRevision", "HEAD", "must pin an exact version"),
-    ("chart range", GOOD_MULTI_SOURCE, "spec.sources.0.targetRevision", ">=1.2.0 <2.0.0", "must pin an exact version"),
-    ("chart wildcard", GOOD_MULTI_SOURCE, "spec.sources.0.targetRevision", "1.2.*", "must pin an exact version"),
-    ("chart latest", GOOD_MULTI_SOURCE, "spec.sources.0.targetRevision", "latest", "must pin an exact version"),
-    ("$values without ref", GOOD_MULTI_SOURCE, "spec.sources.1.ref", None, "no source has `ref: values`"),
-    ("base values missing", GOOD_MULTI_SOURCE, "spec.sources.0.helm.valueFiles", ["$values/gitops/platform/nope/values.yaml"],
+    ("wrong namespace", GOOD, "metadata/namespace", "default", "metadata.namespace must be argocd"),
+    ("sync-wave not integer", GOOD, "metadata/annotations", {SYNC_WAVE: "first"}, "must be an integer string"),
+    ("path missing in repo", GOOD, "spec/source/path", "gitops/charts/does-not-exist", "does not exist in this repository"),
+    ("path escaping repo", GOOD, "spec/source/path", "..", "path '..' does not exist"),
+    ("valueFile missing", GOOD, "spec/source/helm/valueFiles", ["../../envs/dev/values/nope.yaml"], "does not exist"),
+    ("chart HEAD", GOOD_MULTI_SOURCE, "spec/sources/0/targetRevision", "HEAD", "must pin an exact version"),
+    ("chart range", GOOD_MULTI_SOURCE, "spec/sources/0/targetRevision", ">=1.2.0 <2.0.0", "must pin an exact version"),
+    ("chart wildcard", GOOD_MULTI_SOURCE, "spec/sources/0/targetRevision", "1.2.*", "must pin an exact version"),
+    ("chart latest", GOOD_MULTI_SOURCE, "spec/sources/0/targetRevision", "latest", "must pin an exact version"),
+    ("$values without ref", GOOD_MULTI_SOURCE, "spec/sources/1/ref", None, "no source has `ref: values`"),
+    ("base values missing", GOOD_MULTI_SOURCE, "spec/sources/0/helm/valueFiles", ["$values/gitops/platform/nope/values.yaml"],
      "does not exist in this repository"),
-    ("misspelled in sources[]", GOOD_MULTI_SOURCE, "spec.sources.1.targetrevision", "main", "('targetrevision' was unexpected)"),
+    ("misspelled in sources[]", GOOD_MULTI_SOURCE, "spec/sources/1/targetrevision", "main", "('targetrevision' was unexpected)"),
 ]
 
 
 @pytest.mark.parametrize(("name", "base", "path", "value", "expected"), BAD, ids=[b[0] for b in BAD])
 def test_bad_fixture_is_caught(name, base, path, value, expected, argocd_schemas):
-    found = application_problems(mutated(base, path, value, delete=value is None), argocd_schemas)
+    found = application_problems(changed(base, path, value, delete=value is None), argocd_schemas)
     assert any(expected in p for p in found), found

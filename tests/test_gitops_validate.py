@@ -6,11 +6,9 @@ at the end covers the structural-schema keywords those do not use.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
-from gitops import require_cache
+from gitops import changed, require_cache
 from mlops.gitops.charts import MissingArtifact, find_artifact
 from mlops.gitops.validate import Schemas, crd_documents, problems
 
@@ -52,21 +50,6 @@ def schemas() -> Schemas:
     except MissingArtifact as e:
         pytest.skip(str(e))
     return Schemas(crd_documents([*argocd.glob("*-crd.yaml"), *argo.glob("argoproj.io_*.yaml")]))
-
-
-def changed(doc: dict, path: str, value=None, delete: bool = False) -> dict:
-    """A copy of ``doc`` with the field at ``path`` set or deleted: keys joined by '/' (a '/' inside a key
-    written '~'), list indexes as numbers."""
-    doc = copy.deepcopy(doc)
-    *parents, last = [key.replace("~", "/") for key in path.split("/")]
-    node = doc
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if delete:
-        del node[last]
-    else:
-        node[int(last) if isinstance(node, list) else last] = value
-    return doc
 
 
 def test_good_fixtures_pass(schemas):
