@@ -367,16 +367,13 @@ def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="envir
 def gitops_images(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
     """Print every container image the environments run and the images are built from, one per line."""
     from mlops.gitops.git import GitRepo
-    from mlops.gitops.images import bootstrap_images, dockerfile_bases, images_in
+    from mlops.gitops.images import all_images
     from mlops.gitops.layout import ENVIRONMENTS
     from mlops.gitops.render import render_environment
 
     def collect() -> set[str]:
         root = GitRepo(Path.cwd()).root
-        found = dockerfile_bases(root) | bootstrap_images(root)
-        for env in envs or ENVIRONMENTS:
-            found |= {image for result in render_environment(root, env) for image in images_in(result.documents)}
-        return found
+        return all_images(root, [d for env in envs or ENVIRONMENTS for result in render_environment(root, env) for d in result.documents])
 
     for image in sorted(_run(collect)):
         result(image)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from mlops.gitops.charts import MissingArtifact, find_artifact
+from mlops.gitops.render import load_all, role_defaults
+
 # An image reference passed to an operator as a flag: `--prometheus-config-reloader=quay.io/x/y:v1`, or
 # `--executor-image` followed by `quay.io/argoproj/argoexec:v4.0.4`.
 _REFERENCE = r"(?:[\w.-]+/)+[\w.-]+(?::[\w.-]+|@sha256:[0-9a-f]{64})"
@@ -23,12 +26,14 @@ _FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)", re.MULTILINE)
 
 
 def images_in(node: object) -> set[str]:
-    """Image references anywhere in a manifest: values of `image:` keys and image flags in args."""
+    """Image references anywhere in a manifest: values of `image:` keys and image flags in args. A templated one
+    (an Argo step's `trainer:{{inputs.parameters.image-tag}}`) is left out: the release builds it."""
     found: set[str] = set()
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "image" and isinstance(value, str):
-                found.add(value)
+                if "{{" not in value:
+                    found.add(value)
             else:
                 found |= images_in(value)
     elif isinstance(node, list):
@@ -43,12 +48,30 @@ def images_in(node: object) -> set[str]:
 
 
 def bootstrap_images(root: Path) -> set[str]:
-    """Images the bootstrap runs outside gitops/ (e.g. the volumes' local-path provisioner)."""
+    """Images the bootstrap runs outside gitops/: its roles' `*_image` settings (the volumes' provisioner) and
+    ArgoCD's install manifest at the pinned version (from the chart cache, when it is there)."""
     found = set()
     for path in sorted((root / "infra" / "ansible" / "roles").glob("*/defaults/main.yml")):
         found |= {value for key, value in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items()
                   if key.endswith("_image") and isinstance(value, str)}
+    try:
+        install = find_artifact("argo-cd", role_defaults(root)["argocd_version"]) / "manifests" / "install.yaml"
+        found |= images_in(load_all(install.read_text(encoding="utf-8")))
+    except MissingArtifact:
+        pass
     return found
+
+
+def chart_images(root: Path) -> set[str]:
+    """Our chart's pinned helper images (the model fetcher); its release images come with each promotion."""
+    values = yaml.safe_load((root / "gitops" / "charts" / "transformers-qa" / "values.yaml").read_text(encoding="utf-8"))
+    return {f"{image['repository']}:{image['tag']}" for image in values["images"].values()
+            if isinstance(image, dict) and image.get("tag")}
+
+
+def all_images(root: Path, rendered_documents: list[dict]) -> set[str]:
+    """The one list: the environments' rendered objects, our chart's helpers, the bootstrap's, the Dockerfiles' bases."""
+    return images_in(rendered_documents) | chart_images(root) | bootstrap_images(root) | dockerfile_bases(root)
 
 
 def dockerfile_bases(root: Path) -> set[str]:

@@ -11,8 +11,8 @@ into the environment's Applications, and each of those renders its source:
   cluster serves, and the chart's CRDs;
 - a plain folder of manifests as its YAML files.
 
-Applications render in sync-wave order and each sees the CRDs of the waves before it, as on a
-cluster's first sync.
+Applications are rendered as every sync after the first renders them: with the API versions of all the
+CRDs the environment installs.
 """
 
 from __future__ import annotations
@@ -202,24 +202,31 @@ def wave(app: dict) -> int:
 
 
 def render_environment(root: Path, env: str, domain: str = EXAMPLE_DOMAIN, allow_missing: bool = False) -> list[Rendered]:
-    """The root Application first, then every Application it creates, in sync-wave order. With
-    ``allow_missing``, an Application whose chart is not in the cache is returned empty, saying so."""
+    """The root Application first, then every Application it creates, in sync-wave order, each rendered as every
+    sync after the first renders it: seeing the API versions of every CRD the environment installs (charts turn
+    on objects such as ServiceMonitors only when their CRD exists). With ``allow_missing``, an Application whose
+    chart is not in the cache is returned empty, saying so."""
     root_app = root_application(root, env, domain)
-    api_versions = list(BOOTSTRAP_API_VERSIONS)
-    rendered = [Rendered(root_app, render_application(root, root_app, api_versions))]
-    children = [doc for doc in rendered[0].documents if doc.get("kind") == "Application"]
+    rendered = [Rendered(root_app, render_application(root, root_app, list(BOOTSTRAP_API_VERSIONS)))]
+    children = sorted((doc for doc in rendered[0].documents if doc.get("kind") == "Application"),
+                      key=lambda a: (wave(a), a["metadata"]["name"]))
     if not children:
         raise MlopsError(f"root-{env} renders no Application: check gitops/envs/{env}/apps.yaml")
-    for app in sorted(children, key=lambda a: (wave(a), a["metadata"]["name"])):
-        try:
-            result = Rendered(app, render_application(root, app, api_versions))
-        except MissingArtifact as e:
-            if not allow_missing:
-                raise
-            result = Rendered(app, "", missing=str(e))
-        api_versions += crd_api_versions(result.documents)
-        rendered.append(result)
-    return rendered
+
+    def each(api_versions: list[str]) -> list[Rendered]:
+        results = []
+        for app in children:
+            try:
+                results.append(Rendered(app, render_application(root, app, api_versions)))
+            except MissingArtifact as e:
+                if not allow_missing:
+                    raise
+                results.append(Rendered(app, "", missing=str(e)))
+        return results
+
+    first_sync = each(list(BOOTSTRAP_API_VERSIONS))  # what the CRDs are; a CRD's presence depends on no API version
+    served = list(BOOTSTRAP_API_VERSIONS) + [v for result in first_sync for v in crd_api_versions(result.documents)]
+    return rendered + each(served)
 
 
 def render(root: Path, env: str, domain: str = EXAMPLE_DOMAIN) -> str:
