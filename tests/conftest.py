@@ -136,9 +136,9 @@ QA_MODEL = "transformers-qa"
 def qa_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder)."""
     from mlops.data.corpus import extract_symbols
-    from mlops.encoder import Encoder, base_model_path
-    from mlops.export import write_model_version
-    from mlops.retrieval import Retriever, corpus_embeddings
+    from mlops.lifecycle.export import write_model_version
+    from mlops.search.encoder import Encoder, base_model_path
+    from mlops.search.retriever import Retriever, corpus_embeddings
 
     root = tmp_path_factory.mktemp("qa-model")
     symbols = extract_symbols(write_package(root / "src"), include=(), exclude=())[0]

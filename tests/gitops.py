@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from mlops.gitops.charts import MissingArtifact, cache_dirs
-from mlops.gitops.layout import ENVIRONMENTS
 from mlops.gitops.render import Rendered, load_all, render_application, render_environment, root_application
 from mlops.gitops.validate import Schemas, reference_crds
+from mlops.release.layout import ENVIRONMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

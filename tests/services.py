@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops.core.processes import start_group, stop_group
 from mlops.triton.server import free_ports
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -59,7 +60,7 @@ def gitops_remote(tmp_path: Path, state: dict[str, tuple[str, str]] | None = Non
     """A bare remote holding this repository's gitops/ tree (charts and environments) and the bootstrap's root
     Application (which renders it) on main; ``state`` sets environments' (model version, image tag) first ("" for
     nothing promoted yet)."""
-    from mlops.gitops.layout import write_image_tag, write_model_version
+    from mlops.release.layout import write_image_tag, write_model_version
 
     seed = tmp_path / "seed"
     shutil.copytree(ROOT / "gitops", seed / "gitops")
@@ -151,33 +152,26 @@ def mlflow_server(root: Path, artifacts_destination: str) -> Iterator[MlflowServ
     # runner (GenAI jobs, a second process) is off: it halves the start and no tracking call uses it.
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": server.password,
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (root / "mlflow-server.log").open("wb")
-    proc = subprocess.Popen(
+    log = root / "mlflow-server.log"
+    proc = start_group(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", artifacts_destination,
          "--host", "127.0.0.1", "--port", server.url.rsplit(":", 1)[1], "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log, env=env)
     try:
         _wait_for_mlflow(server, proc, log)
         yield server
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
+        stop_group(proc, grace_s=30)
 
 
-def _wait_for_mlflow(server: MlflowServer, proc: subprocess.Popen, log, timeout_s: float = 120) -> None:
+def _wait_for_mlflow(server: MlflowServer, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
     import requests
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited with {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+            raise AssertionError(f"mlflow server exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
             answer = requests.get(f"{server.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
                                   auth=(server.username, server.password), timeout=2)
@@ -186,7 +180,7 @@ def _wait_for_mlflow(server: MlflowServer, proc: subprocess.Popen, log, timeout_
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"mlflow server was not ready after {timeout_s} s: {Path(log.name).read_text()[-2000:]}")
+    raise AssertionError(f"mlflow server was not ready after {timeout_s} s: {log.read_text()[-2000:]}")
 
 
 class ApiProcess:

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import QA_MODEL
-from mlops.errors import MlopsError
-from mlops.retrieval import Retriever
+from mlops.core.errors import MlopsError
+from mlops.search.retriever import Retriever
 from mlops.serving.api import RETRY_AFTER_S, ApiConfig, create_app
 from mlops.triton.server import TritonServer, free_ports
 

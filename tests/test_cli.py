@@ -34,7 +34,7 @@ def assert_clean_error(result: subprocess.CompletedProcess, message: str) -> Non
     (["ask", "   "], "the question is empty"),
     (["ask", "x" * 2001], "keep it under 2000"),
     (["ask", "How do I save a model?"], "no model has been deployed yet"),
-    (["ask", "How do I save a model?", "--top-k", "0"], "--top-k must be between 1 and 50"),
+    (["ask", "How do I save a model?", "--top-k", "0"], "top_k must be between 1 and 50, got 0"),
     (["data", "--source", "/nonexistent/transformers"], "does not exist or is not a folder"),
     (["train"], "no dataset"),
     (["train", "--batch-size", "1"], "--batch-size"),
@@ -92,7 +92,7 @@ def test_stdout_holds_only_the_result_whatever_else_writes_there():
     program = (
         "import os, subprocess, sys\n"
         "from mlops.cli import app, main\n"
-        "from mlops.results import result\n"
+        "from mlops.core.results import result\n"
         "@app.command('noisy')\n"
         "def noisy():\n"
         "    print('a library prints')\n"

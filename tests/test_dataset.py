@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from mlops.core.errors import MlopsError
 from mlops.data import dataset
 from mlops.data.corpus import Symbol, extract_symbols
 from mlops.data.questions import base_verb, questions_for
-from mlops.errors import MlopsError
 
 
 def _symbols(mini_package: Path) -> list[Symbol]:

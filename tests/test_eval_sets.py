@@ -10,7 +10,7 @@ import pytest
 
 from mlops.data.corpus import extract_symbols, installed_package_root
 from mlops.data.dataset import dedupe_symbols
-from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
 from services import ApiProcess, postgres_server

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 from mlops.gitops.charts import fill_cache, find_chart, pinned_charts, reference_files
 
 ROOT = Path(__file__).resolve().parents[1]

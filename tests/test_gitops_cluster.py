@@ -14,7 +14,7 @@ import yaml
 
 from gitops import ROOT, documents, promoted_service
 from infra.sites import SITES, NodeType
-from mlops.gitops.layout import ENVIRONMENTS
+from mlops.release.layout import ENVIRONMENTS
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # k3s's own pods (CoreDNS, Traefik, metrics-server, local-path provisioner) and the OS: what is left for ours.

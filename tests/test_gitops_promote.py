@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from gitops import render_all as render
-from mlops import registry, tracking
-from mlops.errors import MlopsError
-from mlops.gitops.layout import ENVIRONMENTS, read_image_tag, read_model_version
-from mlops.gitops.promote import promote, rollback, sync_alias
-from mlops.settings import Settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.lifecycle import registry, tracking
+from mlops.release.layout import ENVIRONMENTS, read_image_tag, read_model_version
+from mlops.release.promote import promote, rollback, sync_alias
 from services import clone, git, gitops_remote
 
 NAME = "transformers-qa"

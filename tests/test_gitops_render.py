@@ -18,9 +18,9 @@ from gitops import ENV_APPS, ROOT, application, documents, missing, render_all, 
 from infra.config import BootstrapConfig
 from mlops.gitops.charts import find_chart
 from mlops.gitops.images import all_images, images_in, is_pinned
-from mlops.gitops.layout import ENVIRONMENTS
 from mlops.gitops.render import KUBERNETES_VERSION, applied_by_argocd, load_all, root_application, sources
 from mlops.gitops.validate import problems
+from mlops.release.layout import ENVIRONMENTS
 
 MLOPS = [sys.executable, "-m", "mlops"]
 

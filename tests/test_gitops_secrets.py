@@ -12,8 +12,8 @@ import yaml
 
 from gitops import rendered
 from infra.program import cluster_secrets, required_secrets
-from mlops.gitops.layout import ENVIRONMENTS
 from mlops.gitops.render import Rendered
+from mlops.release.layout import ENVIRONMENTS
 
 POD_OWNERS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet")
 # Namespaces k3s and the bootstrap make before ArgoCD syncs anything (infra/ansible/roles/argocd, volumes).

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from gitops import require_cache
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 from mlops.gitops.charts import MissingArtifact, find_artifact
 from mlops.gitops.validate import Schemas, crd_documents, problems
-from mlops.gitops.wait import KubernetesApi, wait
+from mlops.release.wait import KubernetesApi, wait
 from services import MLOPS, clone, git, push_commit
 from test_cli import assert_clean_error
 

@@ -20,7 +20,7 @@ from packaging.version import Version
 
 import dockerfiles
 from gitops import promoted_service
-from mlops.gitops.layout import ENVIRONMENTS
+from mlops.release.layout import ENVIRONMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))

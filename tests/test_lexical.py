@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import MlopsError
-from mlops.lexical import BM25Index, QueryExpansion, lexical_tokens, load_query_expansion
+from mlops.core.errors import MlopsError
+from mlops.search.lexical import BM25Index, QueryExpansion, lexical_tokens, load_query_expansion
 
 
 def test_lexical_tokens_split_identifiers_and_stem():

@@ -11,21 +11,23 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlops import deploy as deploy_module
-from mlops import lexical, registry, tracking
 from mlops.ask import ask
+from mlops.core.errors import GateFailed, MlopsError
+from mlops.core.settings import Settings
 from mlops.data import dataset
-from mlops.deploy import deploy
-from mlops.errors import GateFailed, MlopsError
-from mlops.evaluate import GateConfig, evaluate
-from mlops.export import export_version
-from mlops.lexical import QueryExpansion, load_query_expansion
+from mlops.evaluation.evaluate import GateConfig, evaluate
+from mlops.lifecycle import deploy as deploy_module
+from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.deploy import deploy
+from mlops.lifecycle.export import export_version
+from mlops.lifecycle.publish import publish
 from mlops.pipeline import build_data, register_run
-from mlops.publish import publish
-from mlops.retrieval import PUBLIC_API_PRIOR, RetrievalSettings, Retriever, shipped_settings
-from mlops.settings import Settings
-from mlops.smoke import smoke
-from mlops.train import TrainConfig, train
+from mlops.release.smoke import smoke
+from mlops.search import lexical
+from mlops.search.lexical import QueryExpansion
+from mlops.search.retriever import Retriever
+from mlops.search.settings import RetrievalSettings, shipped_settings
+from mlops.training.train import TrainConfig, train
 from services import ApiProcess, s3_server
 
 FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "what"))
@@ -101,13 +103,6 @@ def test_unevaluated_run_cannot_be_registered(settings: Settings):
     run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
     with pytest.raises(MlopsError, match="gate not run"):
         register_run(settings, run_id, echo=lambda *_: None)
-    # A verdict without the settings behind it (evaluated by an older checkout): evaluate again.
-    client = tracking.configure(settings)
-    for key, value in {tracking.TAG_GATE: "passed", tracking.TAG_GATE_REASON: "test", tracking.TAG_BM25_WEIGHT: "0.3"}.items():
-        client.set_tag(run_id, key, value)
-    with pytest.raises(MlopsError, match=f"evaluated before retrieval settings were logged; run `mlops evaluate --run {run_id}` again"):
-        register_run(settings, run_id, echo=lambda *_: None)
-    assert client.search_model_versions(f"name = '{settings.model_name}'") == []
 
 
 def test_an_export_answers_with_the_settings_its_version_was_measured_with(settings: Settings, monkeypatch, tmp_path: Path):
@@ -123,14 +118,6 @@ def test_an_export_answers_with_the_settings_its_version_was_measured_with(setti
     monkeypatch.setattr(lexical, "QUERY_EXPANSION_FILE", edited)
     pass_gate(settings, run_id, shipped_settings(0.4))
     assert Retriever.load(export_version(settings, client, version, tmp_path / "exact", echo=lambda *_: None)).settings == measured
-
-    # A version registered before the settings were logged gets its weight with this checkout's prior and thesaurus.
-    client.delete_model_version_tag(settings.model_name, version.version, tracking.TAG_RETRIEVAL)
-    lines: list[str] = []
-    legacy = export_version(settings, client, client.get_model_version(settings.model_name, version.version), tmp_path / "legacy", lines.append)
-    assert Retriever.load(legacy).settings == RetrievalSettings(
-        bm25_weight=0.4, public_api_prior=PUBLIC_API_PRIOR, query_expansion=load_query_expansion(edited))
-    assert any(f"version {version.version} predates logged retrieval settings" in line for line in lines)
 
 
 def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings: Settings, monkeypatch, tmp_path: Path):
@@ -172,7 +159,7 @@ def test_deploy_to_triton_then_failures_leave_champion_and_export_alone(settings
     second = register_run(settings, _trained_and_passed(settings), echo=lambda *_: None)
     broken_adapter = tmp_path / "model.py"
     broken_adapter.write_text("class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('corrupt model')\n")
-    monkeypatch.setattr("mlops.export.ADAPTER", broken_adapter)
+    monkeypatch.setattr("mlops.lifecycle.export.ADAPTER", broken_adapter)
     with pytest.raises(MlopsError, match="corrupt model"):
         deploy(settings, second, echo=lambda *_: None)
     monkeypatch.undo()

@@ -4,8 +4,8 @@ import pytest
 
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols
-from mlops.evaluate import GATE_SET, GateConfig, _test_set, _trained_rules, decide_gate
-from mlops.metrics import score_by_slice, score_rankings
+from mlops.evaluation.evaluate import GATE_SET, GateConfig, _test_set, _trained_rules, decide_gate
+from mlops.search.metrics import score_by_slice, score_rankings
 
 
 def test_recall_and_mrr_on_known_rankings():

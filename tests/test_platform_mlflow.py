@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import requests
 
 from gitops import application
+from mlops.core.processes import start_group, stop_group
 from mlops.triton.server import free_ports
 
 ADMIN, PASSWORD, DB_PASSWORD = "admin", "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba98"
@@ -80,8 +80,7 @@ def test_the_server_answers_its_cluster_and_public_names_and_refuses_others(tmp_
         for a in container["args"]]
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e},
            "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "0123456789abcdef"}
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = start_group(argv, tmp_path / "server.log", env=env)
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search"
 
     def ask(host: str, auth=(ADMIN, PASSWORD)) -> int:
@@ -106,9 +105,4 @@ def test_the_server_answers_its_cluster_and_public_names_and_refuses_others(tmp_
         probe = requests.get(f"http://127.0.0.1:{port}/health", headers={"Host": "10.42.0.7:5000"}, timeout=60)
         assert probe.status_code == 200      # ... but the kubelet's probes (/health, by pod IP) still pass
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        stop_group(server, grace_s=30)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import MlopsError
-from mlops.publish import upload_model
+from mlops.core.errors import MlopsError
+from mlops.lifecycle.publish import upload_model
 from mlops.triton.server import free_ports
 from services import s3_server
 

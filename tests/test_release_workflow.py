@@ -39,8 +39,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops import registry
-from mlops.settings import Settings
+from mlops.core.settings import Settings
+from mlops.lifecycle import registry
 from mlops.triton.server import TritonServer
 from services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
 from test_gitops_wait import FakeKubernetesApi, application
@@ -206,8 +206,8 @@ def test_the_image_step_fails_with_one_line(tmp_path: Path, given: str, triton: 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_the_image_step_reads_images_yaml_as_the_promotion_code_does(tmp_path: Path, env: str):
-    """Its line-based reading agrees with mlops.gitops.layout (PyYAML) on the repository's own files."""
-    from mlops.gitops.layout import read_image_tag
+    """Its line-based reading agrees with mlops.release.layout (PyYAML) on the repository's own files."""
+    from mlops.release.layout import read_image_tag
 
     done = image_step(tmp_path, "", (ROOT / f"gitops/envs/{env}/values/images.yaml").read_text())
     expected = read_image_tag(ROOT, env)

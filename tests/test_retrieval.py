@@ -4,13 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlops import lexical
+from mlops.core.errors import MlopsError
 from mlops.data.corpus import extract_symbols
 from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
-from mlops.encoder import Encoder, base_model_path
-from mlops.errors import MlopsError
-from mlops.lexical import QueryExpansion, load_query_expansion
-from mlops.retrieval import PUBLIC_API_PRIOR, Retriever, corpus_embeddings, shipped_settings
+from mlops.search import lexical
+from mlops.search.encoder import Encoder, base_model_path
+from mlops.search.lexical import QueryExpansion, load_query_expansion
+from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.settings import PUBLIC_API_PRIOR, shipped_settings
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_save_and_load_give_identical_answers(encoder: Encoder, symbols, tmp_pat
     assert json.loads((tmp_path / "export" / "retrieval.json").read_text())["model_version"] == "1"
 
 
-def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encoder: Encoder, symbols, tmp_path: Path):
+def test_query_expansion_is_part_of_an_export(encoder: Encoder, symbols, tmp_path: Path):
     expansion = QueryExpansion(weight=0.5, entries={"heartbeat": "communication processes"})
     assert Retriever(None, symbols, None, 1.0, public_api_prior=0.0, query_expansion=None).scores(["heartbeat"]).max() == 0.0
     assert Retriever(None, symbols, None, 1.0, query_expansion=expansion).search(["heartbeat"], 1)[0][0]["symbol"] == (
@@ -61,12 +62,13 @@ def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encode
     settings_file = tmp_path / "retrieval.json"
     settings = json.loads(settings_file.read_text())
     settings_file.write_text(json.dumps({key: value for key, value in settings.items() if key != "query_expansion"}))
-    assert Retriever.load(tmp_path).query_expansion is None
+    with pytest.raises(MlopsError, match="query_expansion is invalid.*re-export"):
+        Retriever.load(tmp_path)
     settings_file.write_text(json.dumps({**settings, "query_expansion": {"weight": 5, "entries": {"a": "b"}}}))
     with pytest.raises(MlopsError, match="query_expansion.weight is invalid.*re-export"):
         Retriever.load(tmp_path)
     # An entry that adds nothing is refused in the thesaurus file (test_lexical) but not in an export, which
-    # must load as it was evaluated: exports made before that check carry one.
+    # loads as it was evaluated.
     idle = {"weight": 0.5, "entries": {"heartbeat": "communication processes", "answer questions": "question_answering"}}
     settings_file.write_text(json.dumps({**settings, "query_expansion": idle}))
     assert Retriever.load(tmp_path).query_expansion.idle_entries() == ["answer questions"]
@@ -75,7 +77,7 @@ def test_query_expansion_is_part_of_an_export_and_older_exports_have_none(encode
 def test_a_candidate_is_measured_with_the_shipped_prior_and_thesaurus(symbols, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shipped = shipped_settings(1.0)
     assert shipped.query_expansion == load_query_expansion() and shipped.public_api_prior == PUBLIC_API_PRIOR
-    assert shipped.retriever(None, symbols, None).settings == shipped
+    assert Retriever.from_settings(shipped, None, symbols, None).settings == shipped
     broken = tmp_path / "broken.yaml"
     broken.write_text("weight: 3\nentries: {settings: config}\n")
     monkeypatch.setattr(lexical, "QUERY_EXPANSION_FILE", broken)
@@ -94,7 +96,7 @@ def test_bm25_only_and_bad_arguments(symbols):
     assert bm25.search(["export a model to ONNX"], 1)[0][0]["symbol"] == "minilib.export.export_onnx"
     with pytest.raises(MlopsError, match="question is empty"):
         bm25.search(["  "], 1)
-    with pytest.raises(MlopsError, match="top_k must be positive"):
+    with pytest.raises(MlopsError, match="top_k must be between 1 and 50"):
         bm25.search(["x"], 0)
     with pytest.raises(MlopsError, match="outside"):
         Retriever(None, symbols, None, bm25_weight=1.5)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops import registry, tracking
-from mlops.settings import Settings
+from mlops.core.settings import Settings
+from mlops.lifecycle import registry, tracking
 from test_cli import run
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import dockerfiles
 from conftest import QA_MODEL
 from elf_loader import read_dynamic, resolve
 from gitops import container, promoted_service
-from mlops.gitops.layout import ENVIRONMENTS
-from mlops.retrieval import Retriever
+from mlops.release.layout import ENVIRONMENTS
+from mlops.search.retriever import Retriever
 from mlops.triton.client import TritonQAClient
 from mlops.triton.server import HOST, TritonServer, find_tritonserver
 

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 from mlops.triton import server as triton_server
 from mlops.triton.client import TritonQAClient
 from mlops.triton.config import render_model_config
@@ -46,7 +46,7 @@ class TritonPythonModel:
         return []
 """
 
-# The real adapter (mlops.triton.python_model) over a fake mlops.retrieval that logs each search call.
+# The real adapter (mlops.triton.python_model) over a fake mlops.search.retriever that logs each search call.
 ADAPTER_MODEL = """
 import json
 import sys
@@ -66,9 +66,9 @@ class Retriever:
         return [[{"symbol": f"{q}#{i}", "path": "src/x.py", "line": i, "score": 1.0 / (i + 1), "text": q}
                  for i in range(top_k)] for q in questions]
 
-fake = types.ModuleType("mlops.retrieval")
+fake = types.ModuleType("mlops.search.retriever")
 fake.Retriever = Retriever
-sys.modules["mlops.retrieval"] = fake
+sys.modules["mlops.search.retriever"] = fake
 
 from mlops.triton.python_model import TritonPythonModel  # noqa: E402,F401
 """
@@ -172,16 +172,16 @@ def test_adapter_fails_only_the_bad_request_and_defaults_top_k(server: TritonSer
 
         assert len(json.loads(default_k.get_result().as_numpy("ANSWERS")[0, 0])) == 5
         assert len(json.loads(two.get_result().as_numpy("ANSWERS")[0, 0])) == 2
-        with pytest.raises(InferenceServerException, match="QUESTION is empty"):
+        with pytest.raises(InferenceServerException, match="the question is empty"):
             empty.get_result()
-        with pytest.raises(InferenceServerException, match="TOP_K must be at least 1, got 0"):
+        with pytest.raises(InferenceServerException, match="top_k must be between 1 and 50, got 0"):
             zero.get_result()
     finally:
         client.close()
 
 
 def test_client_turns_triton_errors_into_one_line(qa_model: str, qa_client: TritonQAClient):
-    with pytest.raises(MlopsError, match="TOP_K must be at least 1, got 0"):
+    with pytest.raises(MlopsError, match="top_k must be between 1 and 50, got 0"):
         qa_client.ask(["x"], top_k=0, model_name=qa_model)
     with pytest.raises(MlopsError, match="'missing'"):
         qa_client.ask(["x"], top_k=1, model_name="missing")

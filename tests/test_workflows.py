@@ -18,7 +18,7 @@ from hera.workflows import models
 from argo_models import strict_check, validate
 from gitops import application
 from mlops.cli import app
-from mlops.deploy import deploy
+from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import CLUSTER_STEPS, STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_the_release_runs_the_local_pipeline_commands_then_ships():
 
 def test_the_local_pipeline_runs_its_declared_steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from mlops import pipeline
-    from mlops.settings import Settings
+    from mlops.core.settings import Settings
 
     calls: dict[str, dict] = {}
 

@@ -1,7 +1,7 @@
 """`mlops`: one command line for every step, used alike by `make pipeline`, Argo steps and people.
 
 Errors a user can fix (MlopsError) print as one line and exit non-zero; no stack traces. stdout holds
-only a command's result (mlops.results); progress goes to stderr.
+only a command's result (mlops.core.results); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
 
-from mlops.errors import MlopsError  # noqa: E402
-from mlops.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
-from mlops.settings import Settings  # noqa: E402
+from mlops.core.errors import MlopsError  # noqa: E402
+from mlops.core.inputs import DEFAULT_TOP_K, MAX_TOP_K  # noqa: E402
+from mlops.core.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
+from mlops.core.settings import Settings  # noqa: E402
 
 app = typer.Typer(
     help="Question answering over the Transformers codebase: data -> train -> evaluate -> register -> deploy.",
@@ -104,14 +105,14 @@ def train(
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
-    from mlops.train import TrainConfig
-    from mlops.train import train as train_model
+    from mlops.training.train import TrainConfig
+    from mlops.training.train import train as train_model
 
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
         argv = _without_option(sys.argv[1:], "--nproc-per-node")
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", "-m", "mlops", *argv]
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as scratch:
-            reported = Path(scratch) / "run-id"  # rank 0 writes its result here (mlops.results)
+            reported = Path(scratch) / "run-id"  # rank 0 writes its result here (mlops.core.results)
             code = subprocess.call(command, env={**os.environ, RESULT_FILE: str(reported)})
             if code == 0 and reported.is_file():
                 result(reported.read_text(encoding="utf-8").strip())
@@ -130,8 +131,8 @@ def evaluate(
     tolerance: Annotated[float, typer.Option(help="how much worse than the champion the candidate may be")] = 0.01,
 ) -> None:
     """Score the candidate, baselines and champion; write report.json and plots; apply the quality gate."""
-    from mlops.evaluate import GateConfig
-    from mlops.evaluate import evaluate as run_evaluation
+    from mlops.evaluation.evaluate import GateConfig
+    from mlops.evaluation.evaluate import evaluate as run_evaluation
 
     config = _options(GateConfig, metric=metric, tolerance=tolerance)
     _run(run_evaluation, Settings.from_env(), run_id, config, echo)
@@ -152,7 +153,7 @@ def deploy(
                                                 "the cluster moves `champion` after the staging smoke test)")] = True,
 ) -> None:
     """Export to Triton, load it in the real server, smoke + contract test, then move `champion`."""
-    from mlops.deploy import deploy as deploy_version
+    from mlops.lifecycle.deploy import deploy as deploy_version
 
     _run(deploy_version, Settings.from_env(), version, echo, move_champion=champion)
 
@@ -160,7 +161,7 @@ def deploy(
 @app.command("champion")
 def champion_command(version: Annotated[str, typer.Option(help="the model version staging serves and smoke-tested")]) -> None:
     """Move `champion` to VERSION (the release workflow's last step, after the staging smoke test)."""
-    from mlops.deploy import crown
+    from mlops.lifecycle.deploy import crown
 
     _run(crown, Settings.from_env(), version, echo)
 
@@ -182,7 +183,7 @@ def publish(
     store: Annotated[str | None, typer.Option(help="s3://BUCKET the cluster's Triton loads from (default: $MLOPS_MODEL_STORE, s3://models)")] = None,
 ) -> None:
     """Export a registered version and upload it to the artifact store (S3/MinIO) for the cluster's Triton."""
-    from mlops.publish import publish as run_publish
+    from mlops.lifecycle.publish import publish as run_publish
 
     settings = Settings.from_env()
     result(_run(run_publish, settings, version, store or settings.model_store, echo))
@@ -195,7 +196,7 @@ def smoke(
     timeout: Annotated[float, typer.Option(help="seconds to wait for that version to be served")] = 900,
 ) -> None:
     """Wait until a deployed API serves VERSION (ArgoCD rolled it out), then check its answers."""
-    from mlops.smoke import smoke as run_smoke
+    from mlops.release.smoke import smoke as run_smoke
 
     _check_range("--timeout", timeout, 0)
     _run(run_smoke, url, version, timeout, echo)
@@ -204,7 +205,7 @@ def smoke(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in plain words")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="how many answers (1-50)")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help=f"how many answers (1-{MAX_TOP_K})")] = DEFAULT_TOP_K,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of text")] = False,
 ) -> None:
     """Answer a question with the current champion model."""
@@ -265,7 +266,7 @@ def promote(
 ) -> None:
     """Set an environment's model version (and image tags) with one git commit, pushed if there is a remote;
     print the commit. ArgoCD deploys it."""
-    from mlops.gitops.promote import promote as run_promote
+    from mlops.release.promote import promote as run_promote
 
     result(_run(run_promote, Settings.from_env(), env, version, from_env, repo_path=Path.cwd(), image_tag=image_tag,
                     move_alias=alias, skip_ci=skip_ci, note=note, echo=echo))
@@ -274,7 +275,7 @@ def promote(
 @app.command("sync-alias")
 def sync_alias(env: Environment) -> None:
     """Point the MLflow alias ENV at the model version git says ENV runs (after a promotion PR merges)."""
-    from mlops.gitops.promote import sync_alias as run_sync
+    from mlops.release.promote import sync_alias as run_sync
 
     _run(run_sync, Settings.from_env(), env, repo_path=Path.cwd(), echo=echo)
 
@@ -282,7 +283,7 @@ def sync_alias(env: Environment) -> None:
 @app.command()
 def rollback(env: Environment) -> None:
     """`git revert` the environment's newest promotion (never a reset); ArgoCD deploys the previous version."""
-    from mlops.gitops.promote import rollback as run_rollback
+    from mlops.release.promote import rollback as run_rollback
 
     _run(run_rollback, Settings.from_env(), env, repo_path=Path.cwd(), echo=echo)
 
@@ -301,7 +302,7 @@ def gitops_wait(
         "/var/run/secrets/kubernetes.io/serviceaccount"),
 ) -> None:
     """In a pod: wait until the Application is Synced at a revision containing COMMIT and Healthy; print that revision."""
-    from mlops.gitops.wait import KubernetesApi, wait
+    from mlops.release.wait import KubernetesApi, wait
 
     _check_range("--timeout", timeout, 0)
     result(_run(lambda: wait(app_name, namespace, commit, timeout, repo_path=Path.cwd(),
@@ -316,8 +317,8 @@ Env = Annotated[str, typer.Argument(help="dev, staging or prod")]
 def gitops_render(env: Env, domain: Domain = "203.0.113.10.nip.io") -> None:
     """Print every manifest ArgoCD would apply for ENV: the root Application, then what each Application
     renders to (upstream charts from the chart cache, at their pinned versions)."""
-    from mlops.gitops.git import GitRepo
     from mlops.gitops.render import render
+    from mlops.release.git import GitRepo
 
     result(_run(lambda: render(GitRepo(Path.cwd()).root, env, domain)), end="")
 
@@ -326,8 +327,8 @@ def gitops_render(env: Env, domain: Domain = "203.0.113.10.nip.io") -> None:
 def gitops_fill_cache(target: Annotated[Path, typer.Option(help="where to unpack what the cache lacks")] = Path(".mlops/charts")) -> None:
     """Fetch every pinned upstream chart and CRD file the chart cache lacks (needs the network)."""
     from mlops.gitops.charts import fill_cache
-    from mlops.gitops.git import GitRepo
     from mlops.gitops.render import role_defaults
+    from mlops.release.git import GitRepo
 
     def fill() -> int:
         root = GitRepo(Path.cwd()).root
@@ -341,10 +342,10 @@ def gitops_fill_cache(target: Annotated[Path, typer.Option(help="where to unpack
 def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
     """Render each environment and check every object: built-in kinds against Kubernetes' schemas, custom
     resources against their CRDs, strictly (unknown fields rejected)."""
-    from mlops.gitops.git import GitRepo
-    from mlops.gitops.layout import ENVIRONMENTS
     from mlops.gitops.render import render_environment
     from mlops.gitops.validate import validate_environment
+    from mlops.release.git import GitRepo
+    from mlops.release.layout import ENVIRONMENTS
 
     def check() -> int:
         root, found = GitRepo(Path.cwd()).root, 0
@@ -366,10 +367,10 @@ def gitops_validate(envs: Annotated[list[str] | None, typer.Argument(help="envir
 @gitops_app.command("images")
 def gitops_images(envs: Annotated[list[str] | None, typer.Argument(help="environments (default: all)")] = None) -> None:
     """Print every container image the environments run and the images are built from, one per line."""
-    from mlops.gitops.git import GitRepo
     from mlops.gitops.images import all_images
-    from mlops.gitops.layout import ENVIRONMENTS
     from mlops.gitops.render import render_environment
+    from mlops.release.git import GitRepo
+    from mlops.release.layout import ENVIRONMENTS
 
     def collect() -> set[str]:
         root = GitRepo(Path.cwd()).root

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mlops import registry, tracking
+from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols, installed_package_root
-from mlops.deploy import deploy
-from mlops.evaluate import GateConfig, evaluate
-from mlops.settings import Settings
-from mlops.train import TrainConfig, train
+from mlops.evaluation.evaluate import GateConfig, evaluate
+from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.deploy import deploy
+from mlops.training.train import TrainConfig, train
 
 # The `mlops` commands of one release, in order. `mlops pipeline` runs STEPS here (its deploy serves the
 # model on this machine, so it also moves `champion`); the Argo workflow

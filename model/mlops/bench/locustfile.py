@@ -11,7 +11,7 @@ import itertools
 
 from locust import FastHttpUser, task
 
-from mlops.eval_sets import load_natural_questions
+from mlops.data.eval_sets import load_natural_questions
 
 QUESTIONS = [q.question for q in load_natural_questions()]
 

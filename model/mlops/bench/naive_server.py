@@ -12,7 +12,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from mlops.retrieval import Retriever
+from mlops.search.retriever import Retriever
 
 
 def main(model_dir: str, port: str) -> None:

@@ -29,15 +29,16 @@ import aiohttp
 import matplotlib
 from pydantic import BaseModel, Field
 
-from mlops.ask import champion
 from mlops.bench import profile
 from mlops.bench.load import LoadResult, drive
-from mlops.errors import MlopsError
-from mlops.eval_sets import load_natural_questions
-from mlops.evaluate import search_throughput
-from mlops.retrieval import Retriever
+from mlops.core.errors import MlopsError
+from mlops.core.processes import start_group, stop_group
+from mlops.core.settings import Settings
+from mlops.data.eval_sets import load_natural_questions
+from mlops.evaluation.evaluate import search_throughput
+from mlops.lifecycle.registry import served_champion
+from mlops.search.retriever import Retriever
 from mlops.serving.gateway import TritonGateway
-from mlops.settings import Settings
 from mlops.triton.server import TritonServer, free_ports
 
 matplotlib.use("Agg")
@@ -61,9 +62,8 @@ class BenchConfig(BaseModel):
 @contextmanager
 def _process(name: str, command: list[str], log: Path, ready_url: str, env: dict | None = None, timeout_s: float = 120):
     """A server subprocess (own process group) that is up once ``ready_url`` answers; always stopped."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log.unlink(missing_ok=True)
+    proc = start_group(command, log, env=env)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -78,13 +78,7 @@ def _process(name: str, command: list[str], log: Path, ready_url: str, env: dict
                 time.sleep(0.25)
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+        stop_group(proc, grace_s=15)
 
 
 async def _triton_level(url: str, model: str, questions: list[str], concurrency: int, total: int) -> LoadResult:
@@ -158,10 +152,8 @@ def _row(name: str, r: LoadResult | dict) -> str:
 def run_bench(settings: Settings, config: BenchConfig, echo=print) -> dict:
     natural = load_natural_questions(settings.natural_questions) if settings.natural_questions else load_natural_questions()
     questions = [q.question for q in natural]
-    _, version = champion(settings)
-    folder = settings.triton_repository / settings.model_name / str(version.version)
-    if not (folder / "model.py").is_file():
-        raise MlopsError(f"the champion (version {version.version}) is not in the live Triton repository; run `mlops deploy`")
+    version = served_champion(settings)
+    folder = settings.served_folder(version.version)
     out_dir = settings.reports_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.logs_dir / "bench"

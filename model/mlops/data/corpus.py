@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 # Parts of the package that are not API a user calls: test helpers, and the ~400 per-model
 # folders whose classes repeat each other (models/auto, the entry points to all of them, stays).

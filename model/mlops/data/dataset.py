@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
 from mlops.data.questions import Pair, questions_for
 from mlops.data.text import passage
-from mlops.errors import MlopsError
 
 SPLITS = ("train", "validation", "test")
 SPLIT_PERCENT = {"train": 80, "validation": 10, "test": 10}

@@ -18,7 +18,7 @@ from mlops.data.text import ARG_LINE, clean_docstring, summary
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
 MIN_WORDS = 3
-MAX_QUESTION_CHARS = 300
+GENERATED_QUESTION_CHARS = 300
 MAX_ARGUMENT_QUESTIONS = 3  # per symbol, so long signatures do not dominate the data
 
 
@@ -61,7 +61,7 @@ def base_verb(word: str) -> str | None:
 
 
 def _question_text(text: str) -> str:
-    return text[:MAX_QUESTION_CHARS].rstrip(" ,;:") + "?"
+    return text[:GENERATED_QUESTION_CHARS].rstrip(" ,;:") + "?"
 
 
 def questions_for(symbol: Symbol) -> Iterator[Pair]:

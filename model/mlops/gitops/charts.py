@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 import mlops
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 CHECKOUT = Path(mlops.__file__).resolve().parents[2]
 # `make tools` unpacks a pinned helm here (in the checkout mlops is installed from) when none is on PATH.

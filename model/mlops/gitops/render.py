@@ -26,9 +26,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 from mlops.gitops.charts import MissingArtifact, find_chart, helm_binary
-from mlops.gitops.layout import env_dir
+from mlops.release.layout import env_dir
 
 # The cluster: k3s v1.31.4+k3s1 (infra/config.py), with ArgoCD's own CRDs installed by the bootstrap.
 KUBERNETES_VERSION = "1.31.4"

@@ -23,10 +23,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from mlops.serving.body_limit import BodySizeLimit
 from mlops.serving.feedback import FeedbackStore, StoreUnavailable
 from mlops.serving.gateway import TritonFailed, TritonGateway, TritonUnavailable
-from mlops.serving.limits import BodySizeLimit
-from mlops.serving.metrics import ApiMetrics, MetricsMiddleware
+from mlops.serving.prometheus import ApiMetrics, MetricsMiddleware
 from mlops.serving.schemas import Answer, AskRequest, AskResponse, ErrorBody, FeedbackCreated, FeedbackRequest
 
 PAGE = Path(__file__).parent / "static" / "index.html"

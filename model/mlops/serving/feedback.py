@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 EXPORT_BATCH = 500
 

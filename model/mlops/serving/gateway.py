@@ -16,13 +16,12 @@ import numpy as np
 import tritonclient.http.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from mlops.core.text import one_line
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K
+
 # Triton's HTTP answers when the model is not loaded (yet): the service is not ready, not broken.
 _NOT_READY = ("unknown model", "not ready", "unavailable", "is not found")
 READY_TIMEOUT_S = 2.0
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:300]
 
 
 class TritonUnavailable(Exception):
@@ -52,25 +51,25 @@ class TritonGateway:
 
     def _classify(self, e: Exception) -> Exception:
         if isinstance(e, InferenceServerException):
-            message = _one_line(e.message())
+            message = one_line(e.message())
             if any(marker in message.lower() for marker in _NOT_READY):
                 return TritonUnavailable(f"model {self.model_name!r} is not ready on Triton at {self.url}: {message}")
             return TritonFailed(f"Triton model {self.model_name!r} failed: {message}")
         if isinstance(e, asyncio.TimeoutError):
             return TritonUnavailable(f"Triton at {self.url} did not answer within {self.timeout_s:g} s")
-        return TritonUnavailable(f"Triton at {self.url} is unreachable ({_one_line(e) or type(e).__name__})")
+        return TritonUnavailable(f"Triton at {self.url} is unreachable ({one_line(e) or type(e).__name__})")
 
     async def ask(self, question: str, top_k: int) -> tuple[list[dict], str]:
         """The answers (best first) and the model version that gave them."""
-        text = aioclient.InferInput("QUESTION", [1, 1], "BYTES")
+        text = aioclient.InferInput(QUESTION, [1, 1], "BYTES")
         text.set_data_from_numpy(np.array([[question.encode("utf-8")]], dtype=np.object_))
-        k = aioclient.InferInput("TOP_K", [1, 1], "INT32")
+        k = aioclient.InferInput(TOP_K, [1, 1], "INT32")
         k.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
         try:
-            result = await self._client.infer(self.model_name, [text, k], outputs=[aioclient.InferRequestedOutput("ANSWERS")])
+            result = await self._client.infer(self.model_name, [text, k], outputs=[aioclient.InferRequestedOutput(ANSWERS)])
         except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError) as e:
             raise self._classify(e) from None
-        answers = json.loads(result.as_numpy("ANSWERS").reshape(-1)[0])
+        answers = json.loads(result.as_numpy(ANSWERS).reshape(-1)[0])
         return answers, str(result.get_response().get("model_version", ""))
 
     async def ready(self) -> tuple[bool, str]:

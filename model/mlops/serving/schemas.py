@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from mlops.limits import MAX_QUESTION_CHARS
+from mlops.core.inputs import DEFAULT_TOP_K, MAX_QUESTION_CHARS, MAX_TOP_K
 
-MAX_TOP_K = 50
+MAX_COMMENT_CHARS = 2000
+
 # strip first, then length checks: "   " is an empty question, not a 3-character one.
 Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS)]
 
@@ -17,7 +18,7 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"question": "How do I save a model?", "top_k": 5}})
 
     question: Question
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K, strict=True)
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, strict=True)
 
 
 class Answer(BaseModel):
@@ -40,7 +41,7 @@ class FeedbackRequest(BaseModel):
     question: Question
     symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
     rating: Literal["up", "down"]
-    comment: Annotated[str, StringConstraints(max_length=MAX_QUESTION_CHARS)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS)] | None = None
     model_version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 

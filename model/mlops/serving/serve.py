@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import uvicorn
 
-from mlops.errors import MlopsError
+from mlops.core.settings import Settings
 from mlops.serving.api import ApiConfig, create_app
 from mlops.serving.feedback import engine_url, redacted_url
-from mlops.settings import Settings
 from mlops.triton.server import TritonServer, check_port_free
 
 
@@ -31,13 +30,9 @@ def serve(settings: Settings, host: str, port: int, triton_url: str | None = Non
         echo(f"serving the API against Triton at {triton_url} (model {settings.model_name})\n{urls}")
         run_api(config, host, port)
         return
-    from mlops.ask import champion  # here, not at the top: the API-only path (the cluster) never loads MLflow or torch
+    from mlops.lifecycle.registry import served_champion  # here: the API-only path (the cluster) never loads MLflow
 
-    _, version = champion(settings)
-    folder = settings.triton_repository / settings.model_name / str(version.version)
-    if not (folder / "model.py").is_file():
-        raise MlopsError(f"the champion (version {version.version}) is not in the live Triton repository {folder.parent}; "
-                         f"run `mlops deploy --version {version.version}`")
+    version = served_champion(settings)
     echo(f"starting tritonserver with {settings.model_name} version {version.version} …")
     with TritonServer(settings.triton_repository, settings.logs_dir / "triton-serve") as triton:
         triton.load_model(settings.model_name)

@@ -15,11 +15,9 @@ import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from mlops.errors import MlopsError
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+from mlops.core.errors import MlopsError
+from mlops.core.text import one_line
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K
 
 
 class TritonQAClient:
@@ -39,7 +37,7 @@ class TritonQAClient:
             hub.NOT_ERROR = (*hub.NOT_ERROR, OSError)
 
     def _unreachable(self, e: Exception) -> MlopsError:
-        return MlopsError(f"Triton at {self.url} is unreachable ({_one_line(e) or type(e).__name__}): "
+        return MlopsError(f"Triton at {self.url} is unreachable ({one_line(e) or type(e).__name__}): "
                           "start the server or check the URL")
 
     def is_model_ready(self, name: str) -> bool:
@@ -47,30 +45,30 @@ class TritonQAClient:
             return bool(self._client.is_model_ready(name))
         except InferenceServerException as e:
             raise MlopsError(f"Triton at {self.url} failed to report on model {name!r}: "
-                             f"{_one_line(e.message())}") from None
+                             f"{one_line(e.message())}") from None
         except OSError as e:
             raise self._unreachable(e) from None
 
     @staticmethod
     def _inputs(question: str, top_k: int) -> list[httpclient.InferInput]:
-        text = httpclient.InferInput("QUESTION", [1, 1], "BYTES")
+        text = httpclient.InferInput(QUESTION, [1, 1], "BYTES")
         text.set_data_from_numpy(np.array([[question.encode("utf-8")]], dtype=np.object_))
-        k = httpclient.InferInput("TOP_K", [1, 1], "INT32")
+        k = httpclient.InferInput(TOP_K, [1, 1], "INT32")
         k.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
         return [text, k]
 
     def ask(self, questions: list[str], top_k: int, model_name: str) -> list[list[dict]]:
         """The answers for each question, in order; each answer is a dict (symbol, path, line, score, text)."""
-        outputs = [httpclient.InferRequestedOutput("ANSWERS")]
+        outputs = [httpclient.InferRequestedOutput(ANSWERS)]
         try:
             pending = [self._client.async_infer(model_name, self._inputs(q, top_k), outputs=outputs)
                        for q in questions]
             results = [p.get_result() for p in pending]
         except InferenceServerException as e:
-            raise MlopsError(f"Triton model {model_name!r} at {self.url} failed: {_one_line(e.message())}") from None
+            raise MlopsError(f"Triton model {model_name!r} at {self.url} failed: {one_line(e.message())}") from None
         except OSError as e:
             raise self._unreachable(e) from None
-        return [json.loads(r.as_numpy("ANSWERS").reshape(-1)[0]) for r in results]
+        return [json.loads(r.as_numpy(ANSWERS).reshape(-1)[0]) for r in results]
 
     def close(self) -> None:
         self._client.close()

@@ -1,19 +1,18 @@
 """``config.pbtxt`` for the question-answering python-backend model.
 
-One request carries one question (``QUESTION``, a string) and optionally how many answers to return
-(``TOP_K``); the response's ``ANSWERS`` is the JSON-encoded list of answers for that question. Dynamic
-batching lets Triton hand concurrent requests to the model together, so it encodes them in one pass.
+Its inputs and output are the wire contract of :mod:`mlops.core.wire`. Dynamic batching lets Triton hand
+concurrent requests to the model together, so it encodes them in one pass.
 
-On CPU, ``instance_count`` model instances with ``intra_op_threads`` torch threads each (one per core)
-beat one instance using every core: measured on 2 cores at 8 concurrent clients, 2 x 1 thread answered
-~75 questions/s against ~50 for 1 x 2 threads, whose threads contend with Triton's own.
+On CPU, ``instance_count`` model instances with ``intra_op_threads`` torch threads each (one per core) beat
+one instance using every core, whose threads contend with Triton's own (docs/experiments.md).
 """
 
 from __future__ import annotations
 
 import re
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -24,12 +23,12 @@ max_batch_size: {max_batch_size}
 
 input [
   {{
-    name: "QUESTION"
+    name: "{question}"
     data_type: TYPE_STRING
     dims: [ 1 ]
   }},
   {{
-    name: "TOP_K"
+    name: "{top_k}"
     data_type: TYPE_INT32
     dims: [ 1 ]
     optional: true
@@ -38,7 +37,7 @@ input [
 
 output [
   {{
-    name: "ANSWERS"
+    name: "{answers}"
     data_type: TYPE_STRING
     dims: [ 1 ]
   }}
@@ -78,6 +77,9 @@ def render_model_config(
             raise MlopsError(f"Triton {field} must be at least {minimum}, got {value}")
     return _TEMPLATE.format(
         name=name,
+        question=QUESTION,
+        top_k=TOP_K,
+        answers=ANSWERS,
         max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us,
         instance_count=instance_count,

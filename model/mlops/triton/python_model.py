@@ -1,6 +1,6 @@
 """Triton python-backend adapter; export copies this file as ``<repo>/<name>/<version>/model.py``.
 
-It stays thin: the model is whatever :class:`mlops.retrieval.Retriever` loads from the version folder,
+It stays thin: the model is whatever :class:`mlops.search.retriever.Retriever` loads from the version folder,
 so Triton and the in-process pipeline answer with the same code. It runs inside Triton's stub, where
 ``triton_python_backend_utils`` exists; nothing else in ``mlops`` imports it.
 """
@@ -15,29 +15,24 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from mlops.retrieval import Retriever
-
-DEFAULT_TOP_K = 5
+from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K
+from mlops.search.retriever import Retriever
 
 
 def _parse(request: Any) -> list[tuple[str, int]]:
     """(question, top_k) for each row of one request; ValueError names what is wrong."""
-    raw = pb_utils.get_input_tensor_by_name(request, "QUESTION").as_numpy().reshape(-1)
+    raw = pb_utils.get_input_tensor_by_name(request, QUESTION).as_numpy().reshape(-1)
     try:
         questions = [q.decode("utf-8") if isinstance(q, bytes) else str(q) for q in raw]
     except UnicodeDecodeError as e:
-        raise ValueError(f"QUESTION is not UTF-8 text ({e})") from None
-    top_k_tensor = pb_utils.get_input_tensor_by_name(request, "TOP_K")
+        raise ValueError(f"{QUESTION} is not UTF-8 text ({e})") from None
+    top_k_tensor = pb_utils.get_input_tensor_by_name(request, TOP_K)
     top_ks = ([DEFAULT_TOP_K] * len(questions) if top_k_tensor is None
               else [int(k) for k in top_k_tensor.as_numpy().reshape(-1)])
     if len(top_ks) != len(questions):
-        raise ValueError(f"TOP_K has {len(top_ks)} values for {len(questions)} questions")
-    for question, top_k in zip(questions, top_ks, strict=True):
-        if not question.strip():
-            raise ValueError("QUESTION is empty: send the question text")
-        if top_k <= 0:
-            raise ValueError(f"TOP_K must be at least 1, got {top_k}")
-    return list(zip(questions, top_ks, strict=True))
+        raise ValueError(f"{TOP_K} has {len(top_ks)} values for {len(questions)} questions")
+    return [(check_question(question), check_top_k(top_k)) for question, top_k in zip(questions, top_ks, strict=True)]
 
 
 class TritonPythonModel:
@@ -67,6 +62,6 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(error=item))
                 continue
             answers = [json.dumps(next(results)[:top_k]).encode("utf-8") for _, top_k in item]
-            tensor = pb_utils.Tensor("ANSWERS", np.array(answers, dtype=np.object_).reshape(-1, 1))
+            tensor = pb_utils.Tensor(ANSWERS, np.array(answers, dtype=np.object_).reshape(-1, 1))
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
         return responses

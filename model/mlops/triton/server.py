@@ -19,7 +19,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,9 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 import mlops
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
+from mlops.core.processes import start_group, stop_group
+from mlops.core.text import one_line
 
 HOST = "127.0.0.1"
 STOP_GRACE_S = 15.0
@@ -140,11 +141,9 @@ def check_port_free(port: int, role: str, host: str = HOST) -> None:
                              "listens there or choose another port") from None
 
 
-def _one_line(text: str, limit: int = 400) -> str:
+def _reason(text: str) -> str:
     # Triton appends the Python traceback after "\n\nAt:" (escaped in its log); the reason comes before.
-    reason = text.replace("\\n", "\n").split("\n\nAt:")[0]
-    line = " ".join(reason.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return one_line(text.replace("\\n", "\n").split("\n\nAt:")[0])
 
 
 def relevant_log_line(log: Path) -> str:
@@ -157,7 +156,7 @@ def relevant_log_line(log: Path) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln[0].isspace() and not _HARMLESS.search(ln)]
     errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
     candidates = errors or lines
-    return _one_line(_LOG_PREFIX.sub("", candidates[-1]).strip('"')) if candidates else ""
+    return _reason(_LOG_PREFIX.sub("", candidates[-1]).strip('"')) if candidates else ""
 
 
 class TritonServer:
@@ -233,10 +232,8 @@ class TritonServer:
         self._ports = self._resolve_ports()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         command = self._command(prepare_backend_dir(self.work_dir / "backends"))
-        with self.log_path.open("wb") as log:
-            # Own process group: stop() can reap the backend stubs too if Triton has to be killed.
-            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(),
-                                          start_new_session=True)
+        self.log_path.unlink(missing_ok=True)
+        self._proc = start_group(command, self.log_path, env=server_env())  # stop() reaps the backend stubs too
         self._client = httpclient.InferenceServerClient(self.http_url, connection_timeout=5,
                                                         network_timeout=LOAD_TIMEOUT_S)
         try:
@@ -269,7 +266,7 @@ class TritonServer:
         try:
             client.load_model(name)
         except InferenceServerException as e:
-            raise MlopsError(f"Triton could not load model {name!r}: {_one_line(e.message())} "
+            raise MlopsError(f"Triton could not load model {name!r}: {_reason(e.message())} "
                              f"(log: {self.log_path})") from None
         except OSError as e:
             raise self._failure(f"Triton stopped answering while loading model {name!r} ({e})") from None
@@ -293,20 +290,8 @@ class TritonServer:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                pass
-        # Reap anything left in the group (a hung server, orphaned stubs); the group id is Triton's pid.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        if proc is not None:
+            stop_group(proc, STOP_GRACE_S)
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -7,12 +7,17 @@ in the cluster only once staging serves it and its smoke test passed (`mlops cha
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
-from mlops import tracking
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.lifecycle import tracking
+from mlops.search.settings import RetrievalSettings
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -43,6 +48,37 @@ def _exists(client: MlflowClient, name: str) -> bool:
         return False
 
 
+def champion(settings: Settings) -> tuple[MlflowClient, ModelVersion]:
+    """The ``champion`` version; a clear error when nothing has been deployed yet."""
+    if settings.tracking_uri.startswith("sqlite:") and not Path(settings.tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise MlopsError(f"no model has been deployed yet (no MLflow store at {settings.tracking_uri}); run `make pipeline` first")
+    client = tracking.configure(settings)
+    version = by_alias(client, settings.model_name, CHAMPION)
+    if version is None:
+        raise MlopsError(f"model {settings.model_name!r} has no champion yet; run `make pipeline` or `mlops deploy` first")
+    return client, version
+
+
+def served_champion(settings: Settings) -> ModelVersion:
+    """The champion, which must be in the live Triton repository (where `mlops deploy` puts what passed)."""
+    _, version = champion(settings)
+    folder = settings.served_folder(version.version)
+    if not (folder / "model.py").is_file():
+        raise MlopsError(f"the champion (version {version.version}) is not in the live Triton repository {folder.parent}; "
+                         f"run `mlops deploy --version {version.version}`")
+    return version
+
+
+def given_or_candidate(client: MlflowClient, name: str, version: str | None) -> ModelVersion:
+    """Version ``version``, or the ``candidate`` when none is given."""
+    if version is not None:
+        return get_version(client, name, version)
+    candidate = by_alias(client, name, CANDIDATE)
+    if candidate is None:
+        raise MlopsError(f"model {name!r} has no 'candidate' version; run `mlops register` or pass --version N")
+    return candidate
+
+
 def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     """Register a run's model if (and only if) it passed the gate, and mark it ``candidate``."""
     run = tracking.get_run(client, run_id)
@@ -50,8 +86,6 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     if gate != "passed":
         reason = run.data.tags.get(tracking.TAG_GATE_REASON, "it has not been evaluated; run `mlops evaluate` first")
         raise MlopsError(f"run {run_id} cannot be registered: gate {gate or 'not run'}: {reason}")
-    if tracking.TAG_RETRIEVAL not in run.data.tags:
-        raise MlopsError(f"run {run_id} was evaluated before retrieval settings were logged; run `mlops evaluate --run {run_id}` again")
     if not _exists(client, name):
         client.create_registered_model(name, description="Question answering over the Transformers codebase (encoder + index)")
     metrics = {k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith(("test_", "natural_"))}
@@ -67,6 +101,16 @@ def register(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
     )
     client.set_registered_model_alias(name, CANDIDATE, version.version)
     return version
+
+
+def measured_settings(version: ModelVersion) -> RetrievalSettings:
+    """The fusion weight, prior and thesaurus the version was evaluated with, which its export must reproduce."""
+    digest = version.tags[tracking.TAG_RETRIEVAL]
+    try:
+        return RetrievalSettings.model_validate(tracking.load_retrieval_settings(version.run_id, digest))
+    except ValidationError as exc:
+        raise MlopsError(f"the retrieval settings {digest} of version {version.version} are invalid"
+                         f" ({exc.errors()[0]['msg']}); register a newly evaluated run") from None
 
 
 def promote_champion(client: MlflowClient, name: str, version: str) -> None:

@@ -25,8 +25,8 @@ class Settings(BaseModel):
     home: Path
     tracking_uri: str
     model_name: str = DEFAULT_MODEL_NAME
-    natural_questions: Path | None = None  # None: the set shipped in mlops/eval_sets/
-    natural_dev: Path | None = None  # None: the development set shipped in mlops/eval_sets/
+    natural_questions: Path | None = None  # None: the set shipped in mlops/data/eval_sets/
+    natural_dev: Path | None = None  # None: the development set shipped in mlops/data/eval_sets/
     database_url: str | None = None  # feedback store; None: SQLite at <home>/feedback.db
     model_store: str = "s3://models"  # where `mlops publish` puts versions for the cluster's Triton
 
@@ -77,6 +77,15 @@ class Settings(BaseModel):
     def triton_repository(self) -> Path:
         """The live Triton model repository: only versions that passed deploy checks land here."""
         return self.triton_dir / "repository"
+
+    def served_folder(self, version: str | int) -> Path:
+        """A version's folder in the live Triton repository (what `mlops serve` and the benchmark load)."""
+        return self.triton_repository / self.model_name / str(version)
+
+    @cached_property
+    def exports_dir(self) -> Path:
+        """Versions exported for in-process answers (`mlops ask`) when the live repository does not hold them."""
+        return self.cache_dir / "exports"
 
     @cached_property
     def logs_dir(self) -> Path:

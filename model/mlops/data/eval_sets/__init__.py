@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 NATURAL_QUESTIONS = Path(__file__).with_name("natural_questions.yaml")
 # Written separately for development (failure analysis, comparing variants), so the set above stays for reporting.

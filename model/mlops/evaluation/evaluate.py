@@ -25,16 +25,16 @@ import mlflow
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mlops import registry, tracking
+from mlops.core.errors import GateFailed, MlopsError
+from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
-from mlops.encoder import Encoder, base_model_path
-from mlops.errors import GateFailed, MlopsError
-from mlops.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
-from mlops.export import version_settings
-from mlops.metrics import KS, score_by_slice
-from mlops.retrieval import RetrievalSettings, Retriever, corpus_embeddings, shipped_settings
-from mlops.settings import Settings
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.lifecycle import registry, tracking
+from mlops.search.encoder import Encoder, base_model_path
+from mlops.search.metrics import KS, score_by_slice
+from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.settings import RetrievalSettings, shipped_settings
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here or in pods)
@@ -91,7 +91,7 @@ def search_throughput(retriever: Retriever, questions: list[str]) -> float:
 
 def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.ndarray, validation: QuestionSet, metric: str) -> tuple[float, dict]:
     """Model selection on the validation split: the fusion weight that maximises the gate metric."""
-    retriever = shipped_settings(0.0).retriever(encoder, symbols, embeddings)
+    retriever = Retriever.from_settings(shipped_settings(0.0), encoder, symbols, embeddings)
     dense, lexical = retriever.components(validation.questions)  # encode once, fuse per weight
     results = {w: score(retriever, validation, retriever.fuse(dense, lexical, w))["overall"][metric] for w in BM25_WEIGHTS}
     best = max(results, key=lambda w: (results[w], -w))
@@ -196,7 +196,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
     base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
     retrievers = {
-        "candidate": shipped_settings(weight).retriever(cand_encoder, corpus, cand_emb),
+        "candidate": Retriever.from_settings(shipped_settings(weight), cand_encoder, corpus, cand_emb),
         # Baselines are the plain methods: no fusion, no public-API prior, no query expansion.
         "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
         "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
@@ -208,7 +208,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
         # As it serves: with the settings it was evaluated with, which may be an older thesaurus than the candidate's.
-        retrievers["champion"] = version_settings(champion, echo).retriever(champ_encoder, corpus, champ_emb)
+        retrievers["champion"] = Retriever.from_settings(registry.measured_settings(champion), champ_encoder, corpus, champ_emb)
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 

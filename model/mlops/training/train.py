@@ -24,13 +24,13 @@ import torch.distributed.nn.functional as dist_fn
 from pydantic import BaseModel, Field
 from torch.nn.parallel import DistributedDataParallel
 
-from mlops import tracking
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.text import passage
-from mlops.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
-from mlops.errors import MlopsError
-from mlops.lexical import BM25Index
-from mlops.settings import Settings
+from mlops.lifecycle import tracking
+from mlops.search.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
+from mlops.search.lexical import BM25Index
 
 LOG_EVERY = 5
 

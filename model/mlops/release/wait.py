@@ -23,8 +23,8 @@ from pathlib import Path
 
 import requests
 
-from mlops.errors import MlopsError
-from mlops.gitops.git import GitRepo
+from mlops.core.errors import MlopsError
+from mlops.release.git import GitRepo
 
 POLL_SECONDS = 10.0
 REPORT_EVERY_SECONDS = 30.0

@@ -12,8 +12,8 @@ import time
 
 import requests
 
-from mlops.deploy import SMOKE_QUESTION, check_smoke_answers
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
+from mlops.core.smoke import SMOKE_QUESTION, SMOKE_TOP_K, check_smoke_answers
 
 POLL_SECONDS = 5.0
 REPORT_EVERY_SECONDS = 30.0
@@ -22,7 +22,7 @@ REPORT_EVERY_SECONDS = 30.0
 def _ask(url: str) -> tuple[str | None, list | str]:
     """(model version, answers) from one /v1/ask, or (None, why not)."""
     try:
-        response = requests.post(f"{url}/v1/ask", json={"question": SMOKE_QUESTION, "top_k": 5}, timeout=30)
+        response = requests.post(f"{url}/v1/ask", json={"question": SMOKE_QUESTION, "top_k": SMOKE_TOP_K}, timeout=30)
     except requests.RequestException as e:
         return None, f"unreachable ({type(e).__name__})"
     if response.status_code != 200:

@@ -14,35 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from mlops.core.errors import MlopsError
+from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
 from mlops.data.corpus import Symbol
 from mlops.data.text import clean_docstring, corpus_chunks, lexical_passage
-from mlops.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
-from mlops.errors import MlopsError
-from mlops.lexical import BM25Index, QueryExpansion, load_query_expansion
+from mlops.search.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
+from mlops.search.lexical import BM25Index, QueryExpansion
+from mlops.search.settings import PUBLIC_API_PRIOR, RetrievalSettings
 
 ANSWER_TEXT_CHARS = 1200
-
-# Users ask about the public API far more than about internals: a small bonus for exported symbols.
-PUBLIC_API_PRIOR = 0.1
-
-
-class RetrievalSettings(BaseModel):
-    """How the fused system scores. Evaluate logs the candidate's with its run, and export rebuilds exactly these,
-    so a registered version answers as it was measured whatever the checkout's prior or thesaurus is by then."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bm25_weight: float = Field(ge=0, le=1)
-    public_api_prior: float = Field(ge=0)
-    query_expansion: QueryExpansion | None = None
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-    def retriever(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None) -> Retriever:
-        return Retriever(encoder, symbols, embeddings, self.bm25_weight, self.public_api_prior, self.query_expansion)
 
 
 class Retriever:
@@ -69,6 +51,11 @@ class Retriever:
         self.public_api_prior = public_api_prior
         self.bm25 = BM25Index([lexical_passage(s) for s in symbols], query_expansion)
 
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings, encoder: Encoder | None, symbols: list[Symbol],
+                      embeddings: np.ndarray | None) -> Retriever:
+        return cls(encoder, symbols, embeddings, settings.bm25_weight, settings.public_api_prior, settings.query_expansion)
+
     @property
     def query_expansion(self) -> QueryExpansion | None:
         return self.bm25.expansion
@@ -77,15 +64,14 @@ class Retriever:
     def settings(self) -> RetrievalSettings:
         return RetrievalSettings(bm25_weight=self.bm25_weight, public_api_prior=self.public_api_prior, query_expansion=self.query_expansion)
 
-    def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
-        dense = lexical = None
+        dense = None
         if self.encoder is not None:
             chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T
             dense = np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
-        if self.bm25 is not None:
-            lexical = np.stack([self.bm25.scores(q) for q in questions])
-            lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
+        lexical = np.stack([self.bm25.scores(q) for q in questions])
+        lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
         return dense, lexical
 
     def fuse(self, dense: np.ndarray | None, lexical: np.ndarray | None, bm25_weight: float) -> np.ndarray:
@@ -111,13 +97,10 @@ class Retriever:
             ranked.append([(int(i), float(row[i])) for i in idx])
         return ranked
 
-    def search(self, questions: Sequence[str], top_k: int = 5) -> list[list[dict]]:
+    def search(self, questions: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[list[dict]]:
         """Answers as plain dicts: what the CLI prints and what Triton returns as JSON."""
-        for q in questions:
-            if not q or not q.strip():
-                raise MlopsError("the question is empty; ask something, e.g. \"How do I save a model?\"")
-        if top_k <= 0:
-            raise MlopsError(f"top_k must be positive, got {top_k}")
+        questions = [check_question(q) for q in questions]
+        check_top_k(top_k)
         return [[self.answer(i, score) for i, score in hits] for hits in self.rank(questions, top_k)]
 
     def answer(self, index: int, score: float) -> dict:
@@ -153,21 +136,14 @@ class Retriever:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
         symbols = [Symbol.model_validate_json(line) for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
         embeddings = np.load(folder / "embeddings.npy")
-        # The settings travel with the export, so a version answers as it did when deployed; exports made
-        # before query expansion have none.
+        # The settings travel with the export, so a version answers as it did when deployed.
         try:
-            retrieval = RetrievalSettings.model_validate({key: settings.get(key) for key in RetrievalSettings.model_fields})
+            retrieval = RetrievalSettings.model_validate({key: settings[key] for key in RetrievalSettings.model_fields if key in settings})
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise MlopsError(f"{settings_file}: {where} is invalid ({error['msg']}); re-export the model") from None
-        return retrieval.retriever(Encoder(folder / "encoder"), symbols, embeddings)
-
-
-def shipped_settings(bm25_weight: float) -> RetrievalSettings:
-    """What a new candidate is measured with: this checkout's public-API prior and thesaurus (users ask in their
-    own words: query_expansion.yaml), at the fusion weight chosen on the validation split."""
-    return RetrievalSettings(bm25_weight=bm25_weight, public_api_prior=PUBLIC_API_PRIOR, query_expansion=load_query_expansion())
+        return cls.from_settings(retrieval, Encoder(folder / "encoder"), symbols, embeddings)
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:

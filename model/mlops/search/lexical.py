@@ -12,8 +12,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from mlops.core.errors import MlopsError
 from mlops.data.text import identifier_words
-from mlops.errors import MlopsError
 
 QUERY_EXPANSION_FILE = Path(__file__).with_name("query_expansion.yaml")
 

@@ -20,8 +20,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mlops.errors import MlopsError
-from mlops.settings import EXPERIMENT_NAME, Settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import EXPERIMENT_NAME, Settings
 
 # Run tags written by the steps (and read by the next ones).
 TAG_STAGE = "mlops.stage"  # "train" on training runs

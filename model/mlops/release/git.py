@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 
 class GitRepo:

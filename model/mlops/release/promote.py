@@ -11,11 +11,11 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from mlops import registry, tracking
-from mlops.errors import MlopsError
-from mlops.gitops.git import GitRepo
-from mlops.gitops.layout import promotion_files, read_image_tag, read_model_version, write_image_tag, write_model_version
-from mlops.settings import Settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.lifecycle import registry, tracking
+from mlops.release.git import GitRepo
+from mlops.release.layout import promotion_files, read_image_tag, read_model_version, write_image_tag, write_model_version
 
 PROMOTION = "promote({env}): "
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{40})")

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from mlops.errors import MlopsError
+from mlops.core.errors import MlopsError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from a folder, never from a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

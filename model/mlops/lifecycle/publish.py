@@ -15,11 +15,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlops import tracking
-from mlops.deploy import resolve_version
-from mlops.errors import MlopsError
-from mlops.export import export_version
-from mlops.settings import Settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.export import export_version
 
 TAG_PUBLISHED = "published_uri"
 
@@ -63,7 +62,7 @@ def publish(settings: Settings, version: str, store: str, echo=print) -> str:
     """Export ``version`` from the registry and upload it; tag the version with where it went."""
     bucket_of(store)  # a bad URI fails before minutes of export
     client = tracking.configure(settings)
-    model_version = resolve_version(client, settings.model_name, version)
+    model_version = registry.given_or_candidate(client, settings.model_name, version)
     with tempfile.TemporaryDirectory(prefix="publish-") as scratch:
         repository = Path(scratch)
         export_version(settings, client, model_version, repository, echo=echo)

@@ -14,7 +14,6 @@ ArgoCD syncs the promotion, and only when the staging API passed its smoke test 
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -23,15 +22,15 @@ from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
 
-from mlops import registry, tracking
-from mlops.errors import MlopsError
-from mlops.export import export_version
-from mlops.retrieval import Retriever
-from mlops.settings import Settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.core.smoke import SMOKE_QUESTION, SMOKE_TOP_K, check_smoke_answers
+from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.export import export_version
+from mlops.search.retriever import Retriever
 from mlops.triton.client import TritonQAClient
 from mlops.triton.server import TritonServer
 
-SMOKE_QUESTION = "How do I save a fine-tuned model to a folder and load it again later?"
 # Fixed contract questions: different topics, lengths and phrasings.
 CONTRACT_QUESTIONS = (
     "How do I save a fine-tuned model to a folder and load it again later?",
@@ -51,24 +50,8 @@ CONTRACT_TOP_K = 10
 SCORE_TOLERANCE = 1e-4  # float32 batch-shape noise; far below the gap between distinct answers
 
 
-def resolve_version(client, name: str, version: str | None) -> ModelVersion:
-    if version is not None:
-        return registry.get_version(client, name, version)
-    candidate = registry.by_alias(client, name, registry.CANDIDATE)
-    if candidate is None:
-        raise MlopsError(f"model {name!r} has no 'candidate' version; run `mlops register` or pass --version N")
-    return candidate
-
-
-def check_smoke_answers(answers: list, where: str) -> None:
-    """Five well-formed answers to SMOKE_QUESTION, or a one-line error saying what ``where`` answered."""
-    fields = {"symbol", "path", "line", "score", "text"}
-    if len(answers) != 5 or any(not fields <= a.keys() or not math.isfinite(a["score"]) for a in answers):
-        raise MlopsError(f"smoke test failed: {where} answered {answers!r:.200} to {SMOKE_QUESTION!r}")
-
-
 def smoke_test(qa: TritonQAClient, name: str) -> None:
-    check_smoke_answers(qa.ask([SMOKE_QUESTION], top_k=5, model_name=name)[0], "Triton")
+    check_smoke_answers(qa.ask([SMOKE_QUESTION], top_k=SMOKE_TOP_K, model_name=name)[0], "Triton")
 
 
 def same_answers(served: list[dict], local: list[dict], tolerance: float = SCORE_TOLERANCE) -> str | None:
@@ -120,7 +103,7 @@ def crown(settings: Settings, version: str, echo=print) -> None:
 
 def deploy(settings: Settings, version: str | None = None, echo=print, *, move_champion: bool = True) -> ModelVersion:
     client = tracking.configure(settings)
-    model_version = resolve_version(client, settings.model_name, version)
+    model_version = registry.given_or_candidate(client, settings.model_name, version)
     echo(f"deploying {settings.model_name} version {model_version.version} (run {model_version.run_id})")
     settings.triton_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.triton_dir))
