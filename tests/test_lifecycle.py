@@ -8,6 +8,7 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import psutil
 import pytest
 
@@ -15,7 +16,8 @@ from mlops.ask import ask
 from mlops.core.errors import GateFailed, MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
-from mlops.evaluation.evaluate import GateConfig, evaluate
+from mlops.evaluation.evaluate import evaluate
+from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import deploy as deploy_module
 from mlops.lifecycle import registry, tracking
 from mlops.lifecycle.deploy import deploy
@@ -27,7 +29,8 @@ from mlops.search import lexical
 from mlops.search.lexical import QueryExpansion
 from mlops.search.retriever import Retriever
 from mlops.search.settings import RetrievalSettings, shipped_settings
-from mlops.training.train import TrainConfig, train
+from mlops.training.config import TrainConfig
+from mlops.training.train import train
 from services import ApiProcess, s3_server
 
 FAST = dict(max_steps=3, batch_size=8, rules=("how", "summary", "argument", "what"))
@@ -97,6 +100,20 @@ def test_gate_blocks_a_broken_candidate(settings: Settings):
     with pytest.raises(MlopsError, match="cannot be registered: gate failed"):
         register_run(settings, run_id, echo=lambda *_: None)
     assert client.search_model_versions(f"name = '{settings.model_name}'") == []
+
+
+def test_a_step_config_round_trips_typed_through_mlflow(settings: Settings):
+    tracking.configure(settings)
+    with mlflow.start_run() as run:
+        pass
+    given = TrainConfig(epochs=3, rules=("how", "argument"), max_steps=7)
+    tracking.log_config(run.info.run_id, "train", given)
+    assert tracking.load_config(run.info.run_id, "train", TrainConfig) == given
+    with pytest.raises(MlopsError, match=f"run {run.info.run_id} has no valid config/gate.json"):
+        tracking.load_config(run.info.run_id, "gate", GateConfig)
+    tracking.log_config(run.info.run_id, "gate", TrainConfig())  # the wrong shape under that name
+    with pytest.raises(MlopsError, match=r"has no valid config/gate.json \(Extra inputs are not permitted\)"):
+        tracking.load_config(run.info.run_id, "gate", GateConfig)
 
 
 def test_unevaluated_run_cannot_be_registered(settings: Settings):

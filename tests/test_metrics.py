@@ -1,10 +1,10 @@
-from types import SimpleNamespace
 
 import pytest
 
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols
-from mlops.evaluation.evaluate import GATE_SET, GateConfig, _test_set, _trained_rules, decide_gate
+from mlops.evaluation.evaluate import _test_set
+from mlops.evaluation.gate import GATE_SET, GateConfig, decide_gate
 from mlops.search.metrics import score_by_slice, score_rankings
 
 
@@ -50,10 +50,6 @@ def test_gate_question_set_follows_the_logged_rules_and_falls_back_to_the_whole_
     pairs = dataset.load_split(folder, "train")
     rules = {p.rule for p in pairs}
     assert {"what", "how"} <= rules  # the fixture makes both kinds, so the filter below has something to drop
-
-    # MLflow logs the rules tuple as its repr; a run from before rules were logged has no such param.
-    assert _trained_rules(SimpleNamespace(data=SimpleNamespace(params={"rules": "('how', 'argument')"}))) == {"how", "argument"}
-    assert _trained_rules(SimpleNamespace(data=SimpleNamespace(params={}))) == set()
 
     def questions(rule_set):
         return _test_set(folder, "train", by_name, rule_set).questions

@@ -20,10 +20,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
 
+from mlops.bench.config import BenchConfig  # noqa: E402
 from mlops.core.errors import MlopsError  # noqa: E402
 from mlops.core.inputs import DEFAULT_TOP_K, MAX_TOP_K  # noqa: E402
 from mlops.core.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
 from mlops.core.settings import Settings  # noqa: E402
+from mlops.evaluation.gate import GateConfig  # noqa: E402
+from mlops.training.config import TrainConfig  # noqa: E402
 
 app = typer.Typer(
     help="Question answering over the Transformers codebase: data -> train -> evaluate -> register -> deploy.",
@@ -49,12 +52,17 @@ def _run(step, *args, **kwargs):
         raise typer.Exit(130) from None
 
 
+def _default(model, field: str) -> str:
+    """The config model's default, for an option's help: the model owns it, the option says None."""
+    return f"default {model.model_fields[field].default}"
+
+
 def _options(model, **values):
-    """Validate command-line options with the step's pydantic config; a bad one is a usage error (exit 2)."""
+    """The step's pydantic config from the options given (None: the model's default); a bad one is a usage error (exit 2)."""
     from pydantic import ValidationError
 
     try:
-        return model(**values)
+        return model(**{name: value for name, value in values.items() if value is not None})
     except ValidationError as exc:
         problem = exc.errors()[0]
         typer.secho(f"error: --{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}", fg=typer.colors.RED, err=True)
@@ -96,16 +104,15 @@ def data(
 @app.command()
 def train(
     dataset: Annotated[str | None, typer.Option(help="dataset hash (default: the latest `mlops data`)")] = None,
-    epochs: int = 1,
-    batch_size: Annotated[int, typer.Option(help="global batch, split across processes")] = 32,
-    learning_rate: float = 5e-5,
+    epochs: Annotated[int | None, typer.Option(help=_default(TrainConfig, "epochs"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"global batch, split across processes ({_default(TrainConfig, 'batch_size')})")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help=_default(TrainConfig, "learning_rate"))] = None,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
-    seed: int = 13,
-    shuffle_labels: Annotated[bool, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = False,
+    seed: Annotated[int | None, typer.Option(help=_default(TrainConfig, "seed"))] = None,
+    shuffle_labels: Annotated[bool | None, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = None,
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
-    from mlops.training.train import TrainConfig
     from mlops.training.train import train as train_model
 
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: relaunch there
@@ -127,11 +134,12 @@ def train(
 @app.command()
 def evaluate(
     run_id: Annotated[str | None, typer.Option("--run", help="training run (default: the latest)")] = None,
-    metric: Annotated[str, typer.Option(help="gate metric on the test split: mrr, recall_at_1, recall_at_5, recall_at_10")] = "mrr",
-    tolerance: Annotated[float, typer.Option(help="how much worse than the champion the candidate may be")] = 0.01,
+    metric: Annotated[str | None, typer.Option(help="gate metric on the test split: mrr, recall_at_1, recall_at_5, recall_at_10"
+                                               f" ({_default(GateConfig, 'metric')})")] = None,
+    tolerance: Annotated[float | None, typer.Option(
+        help=f"how much worse than the champion the candidate may be ({_default(GateConfig, 'tolerance')})")] = None,
 ) -> None:
     """Score the candidate, baselines and champion; write report.json and plots; apply the quality gate."""
-    from mlops.evaluation.evaluate import GateConfig
     from mlops.evaluation.evaluate import evaluate as run_evaluation
 
     config = _options(GateConfig, metric=metric, tolerance=tolerance)
@@ -241,11 +249,12 @@ def serve(
 
 @app.command()
 def bench(
-    requests: Annotated[int, typer.Option(help="requests per system and concurrency level")] = 480,
-    api_seconds: Annotated[int, typer.Option(help="length of the Locust run against the API")] = 60,
+    requests: Annotated[int | None, typer.Option(help=f"requests per system and concurrency level ({_default(BenchConfig, 'requests')})")] = None,
+    api_seconds: Annotated[int | None, typer.Option(
+        help=f"length of the Locust run against the API ({_default(BenchConfig, 'api_seconds')})")] = None,
 ) -> None:
     """Serving benchmark: Triton vs a naive server vs the in-process bound, and the API under Locust."""
-    from mlops.bench.run import BenchConfig, run_bench
+    from mlops.bench.run import run_bench
 
     _run(run_bench, Settings.from_env(), _options(BenchConfig, requests=requests, api_seconds=api_seconds), echo)
 

@@ -11,10 +11,12 @@ from tqdm import tqdm
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols, installed_package_root
-from mlops.evaluation.evaluate import GateConfig, evaluate
+from mlops.evaluation.evaluate import evaluate
+from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import registry, tracking
 from mlops.lifecycle.deploy import deploy
-from mlops.training.train import TrainConfig, train
+from mlops.training.config import TrainConfig
+from mlops.training.train import train
 
 # The `mlops` commands of one release, in order. `mlops pipeline` runs STEPS here (its deploy serves the
 # model on this machine, so it also moves `champion`); the Argo workflow

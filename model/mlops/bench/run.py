@@ -27,9 +27,9 @@ from pathlib import Path
 
 import aiohttp
 import matplotlib
-from pydantic import BaseModel, Field
 
 from mlops.bench import profile
+from mlops.bench.config import BenchConfig
 from mlops.bench.load import LoadResult, drive
 from mlops.core.errors import MlopsError
 from mlops.core.processes import start_group, stop_group
@@ -50,13 +50,6 @@ PROFILE_SECONDS = 5
 # Run by path in its own process: importing locust here would monkey-patch this one with gevent.
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 WARMUP_REQUESTS = 16
-
-
-class BenchConfig(BaseModel):
-    concurrency: list[int] = Field([1, 8, 32], min_length=1)
-    requests: int = Field(480, ge=10, description="requests per system and concurrency level")
-    api_users: int = Field(8, ge=1)
-    api_seconds: int = Field(60, ge=5)
 
 
 @contextmanager

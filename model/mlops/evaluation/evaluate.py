@@ -16,39 +16,32 @@ test questions of the rules the run trained on (``test_trained_rules``: what the
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import matplotlib
 import mlflow
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from mlops.core.errors import GateFailed, MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.evaluation.gate import GATE_SET, GateConfig, decide_gate
 from mlops.lifecycle import registry, tracking
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.metrics import KS, score_by_slice
 from mlops.search.retriever import Retriever, corpus_embeddings
 from mlops.search.settings import RetrievalSettings, shipped_settings
+from mlops.training.config import TrainConfig
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here or in pods)
 
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SETS = ("test", "natural", "natural_dev")  # the question sets every system is scored on (and printed)
-# The encoder check of the gate reads the test questions of the rules the run trained on: the rules it
-# leaves out ("What does X do?", which only teaches names) are where the untuned encoder is strongest.
-GATE_SET = "test_trained_rules"
-
-
-class GateConfig(BaseModel):
-    metric: str = Field("mrr", pattern="^(mrr|recall_at_(1|5|10))$", description="test-split metric the gate compares")
-    tolerance: float = Field(0.01, ge=0, le=1, description="how much worse than the champion a candidate may be")
 
 
 class QuestionSet(BaseModel):
@@ -98,32 +91,9 @@ def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.n
     return best, {str(w): v for w, v in results.items()}
 
 
-def _trained_rules(run) -> set[str]:
-    """The question rules a training run used (its ``rules`` parameter, a logged tuple); empty if it logged none."""
-    return set(re.findall(r"[a-z]+", run.data.params.get("rules", "")))
-
-
-def decide_gate(systems: dict, config: GateConfig) -> tuple[bool, str, list[dict]]:
-    """Pass only if the tuned encoder beats the untuned one on the kinds of question it was trained on,
-    and the candidate system is not worse than the champion on the whole test split."""
-    metric = config.metric
-    value = lambda name, which="test": systems[name][which]["overall"][metric]  # noqa: E731
-    checks = [{
-        "check": f"candidate_dense {GATE_SET} {metric} > untuned {GATE_SET} {metric}",
-        "passed": value("candidate_dense", GATE_SET) > value("untuned", GATE_SET),
-        "values": [value("candidate_dense", GATE_SET), value("untuned", GATE_SET)],
-    }]
-    if "champion" in systems:
-        checks.append({
-            "check": f"candidate test {metric} >= champion test {metric} - {config.tolerance}",
-            "passed": value("candidate") >= value("champion") - config.tolerance,
-            "values": [value("candidate"), value("champion")],
-        })
-    failed = [c for c in checks if not c["passed"]]
-    if not failed:
-        return True, "all checks passed", checks
-    c = failed[0]
-    return False, f"{c['check']} is false ({c['values'][0]:.4f} vs {c['values'][1]:.4f})", checks
+def _trained_rules(run_id: str) -> set[str]:
+    """The question rules the training run used, from the configuration it logged."""
+    return set(tracking.load_config(run_id, "train", TrainConfig).rules)
 
 
 def _plot(systems: dict, out: Path) -> list[Path]:
@@ -172,7 +142,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     folder = tracking.download(client, run_id, tracking.DATASET_ARTIFACT, settings.cache_dir)
     corpus = dataset.load_corpus(folder)
     by_name = {s.symbol: s for s in corpus}
-    trained_rules = _trained_rules(run)
+    trained_rules = _trained_rules(run_id)
     sets = {
         "test": _test_set(folder, "test", by_name),
         "natural": _natural_set(by_name, settings.natural_questions or NATURAL_QUESTIONS),
@@ -229,6 +199,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     plots = _plot(systems, out)
     _log(client, run_id, report, out, plots, retrievers["candidate"].settings)
+    tracking.log_config(run_id, "gate", config)
     _print_table(systems, echo)
     echo(f"report: {out / 'report.json'}")
     for check in checks:

@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TypeVar
 
 import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ValidationError
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import EXPERIMENT_NAME, Settings
@@ -34,6 +36,8 @@ TAG_RETRIEVAL = "mlops.retrieval_settings"  # digest of the settings evaluate me
 MODEL_ARTIFACT = "model"
 DATASET_ARTIFACT = "dataset"
 RETRIEVAL_ARTIFACT = "retrieval"
+CONFIG_ARTIFACT = "config"  # config/<step>.json: what each step was given
+Config = TypeVar("Config", bound=BaseModel)
 
 
 def git_sha() -> str:
@@ -119,6 +123,19 @@ def log_retrieval_settings(client: MlflowClient, run_id: str, digest: str, setti
     and moves the tag, and versions registered before keep pointing at theirs."""
     client.log_dict(run_id, settings, f"{RETRIEVAL_ARTIFACT}/{digest}.json")
     client.set_tag(run_id, TAG_RETRIEVAL, digest)
+
+
+def log_config(run_id: str, step: str, config: BaseModel) -> None:
+    """A step's configuration with its run, as JSON: read back typed by :func:`load_config`."""
+    MlflowClient().log_dict(run_id, config.model_dump(mode="json"), f"{CONFIG_ARTIFACT}/{step}.json")
+
+
+def load_config(run_id: str, step: str, model: type[Config]) -> Config:
+    try:
+        return model.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG_ARTIFACT}/{step}.json"))
+    except (MlflowException, OSError, ValueError) as exc:  # ValidationError is a ValueError
+        what = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+        raise MlopsError(f"run {run_id} has no valid {CONFIG_ARTIFACT}/{step}.json ({what}); is it a {step} run of this code?") from None
 
 
 def load_retrieval_settings(run_id: str, digest: str) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from torch.nn.parallel import DistributedDataParallel
 
 from mlops.core.errors import MlopsError
@@ -31,21 +31,9 @@ from mlops.data.text import passage
 from mlops.lifecycle import tracking
 from mlops.search.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
 from mlops.search.lexical import BM25Index
+from mlops.training.config import TrainConfig
 
 LOG_EVERY = 5
-
-
-class TrainConfig(BaseModel):
-    epochs: int = Field(1, ge=1, le=50)
-    batch_size: int = Field(32, ge=2, le=1024, description="global batch (split across processes)")
-    learning_rate: float = Field(5e-5, gt=0, le=1e-2)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
-    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
-    seed: int = 13
-    rules: tuple[str, ...] = Field(("how", "summary", "argument"), description="question rules to train on ('what' only teaches names)")
-    passage_tokens: int = Field(48, ge=16, le=256, description="passage truncation while training (serving uses 128)")
-    shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
 
 
 class Distributed(BaseModel):
@@ -166,6 +154,7 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
         run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"], tracking.TAG_GIT_SHA: tracking.git_sha()})
         mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "backend": dist.get_backend() if env.world_size > 1 else "none",
                            "dataset_hash": manifest["hash"], "train_pairs": len(examples), "total_steps": total, "base_model": "all-MiniLM-L6-v2"})
+        tracking.log_config(run.info.run_id, "train", config)
         echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
     try:
         started = time.perf_counter()

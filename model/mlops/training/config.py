@@ -1,0 +1,21 @@
+"""What a training run is given: logged with the run as ``config/train.json`` and read back typed by evaluate.
+Torch-free, so the CLI shows these defaults without loading torch."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1, le=50)
+    batch_size: int = Field(32, ge=2, le=1024, description="global batch (split across processes)")
+    learning_rate: float = Field(5e-5, gt=0, le=1e-2)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
+    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
+    seed: int = 13
+    rules: tuple[str, ...] = Field(("how", "summary", "argument"), description="question rules to train on ('what' only teaches names)")
+    passage_tokens: int = Field(48, ge=16, le=256, description="passage truncation while training (serving uses 128)")
+    shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
