@@ -61,6 +61,11 @@ serve: setup
 bench: setup
 	$(BIN)/mlops bench
 
+# docs/results.md from the latest report.json (make pipeline) and bench.json (make bench); either may be missing
+.PHONY: results
+results: setup
+	$(BIN)/mlops results-page --out docs/results.md
+
 # Two test processes: most of the suite waits on servers and subprocesses, and a file's tests stay together
 # (they share its rendered environments and fixtures).
 PYTEST := $(BIN)/pytest -n 2 --dist loadfile

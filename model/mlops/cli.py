@@ -259,6 +259,17 @@ def bench(
     _run(run_bench, Settings.from_env(), _options(BenchConfig, requests=requests, api_seconds=api_seconds), echo)
 
 
+@app.command("results-page")
+def results_page(
+    out: Annotated[Path, typer.Option(help="the page to write")] = Path("docs/results.md"),
+    report: Annotated[Path | None, typer.Option(help="an evaluation report.json (default: the newest under the reports folder)")] = None,
+    bench: Annotated[Path | None, typer.Option(help="a benchmark bench.json (default: the reports folder's)")] = None,
+) -> None:
+    """Render the measured figures (report.json of evaluate, bench.json of bench) as a markdown page; print its path."""
+    from mlops.results_page import write_results_page
+
+    result(str(_run(write_results_page, Settings.from_env(), out, report, bench, echo)))
+
 
 Environment = Annotated[str, typer.Option("--env", help="dev, staging or prod")]
 

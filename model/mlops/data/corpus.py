@@ -114,7 +114,7 @@ def code_words(node: ast.AST) -> str:
     """The distinct names, attributes and argument names used in ``node``'s source, sorted.
 
     Questions often share words with a symbol's code ("max time", "tie weights") that its docstring
-    lacks; model/EXPERIMENTS.md has what they add. A class includes its methods' code.
+    lacks; docs/experiments.md has what they add. A class includes its methods' code.
     """
     words = set()
     for child in ast.walk(node):

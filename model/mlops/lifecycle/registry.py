@@ -117,4 +117,4 @@ def promote_champion(client: MlflowClient, name: str, version: str) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     candidate = by_alias(client, name, CANDIDATE)
     if candidate is not None and str(candidate.version) == str(version):
-        client.delete_registered_model_alias(name, CANDIDATE)  # it is not waiting any more
+        client.delete_registered_model_alias(name, CANDIDATE)  # a candidate waits for `champion`; this one holds it

@@ -43,7 +43,7 @@ def _follow_git(client, name: str, env: str, version: str) -> None:
     try:
         client.delete_registered_model_alias(name, env)
     except MlflowException:
-        pass  # there was none
+        pass  # the environment has no alias to remove
 
 
 def promote(settings: Settings, env: str, version: str | None = None, from_env: str | None = None, *,

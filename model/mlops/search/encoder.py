@@ -88,7 +88,7 @@ class Encoder:
         return out
 
     def encode_queries(self, questions: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        # 32 measured fastest on 2 CPU cores: bigger batches pad more and stay out of cache.
+        # 32: bigger batches pad more and leave the CPU's cache (docs/experiments.md, "Speed").
         return self.encode(questions, QUERY_MAX_TOKENS, batch_size=batch_size)
 
     def save(self, path: Path) -> None:

@@ -78,7 +78,7 @@ def _training_examples(folder: Path, config: TrainConfig) -> list[Example]:
         random.Random(config.seed).shuffle(answers)
         pairs = [(q, i) for (q, _), i in zip(pairs, answers, strict=True)]
     # The docstring's words, not the code's, and no query expansion: training questions already use the
-    # docstring's words, and code-word negatives were no better (model/EXPERIMENTS.md).
+    # docstring's words, and code-word negatives are no better (docs/experiments.md).
     bm25 = BM25Index(texts)
     same_text: dict[str, list[int]] = {}
     for i, text in enumerate(texts):

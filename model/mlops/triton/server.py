@@ -5,7 +5,7 @@ embedded Python interpreter) behave like the running virtualenv:
 
 - ``LD_LIBRARY_PATH`` starts with the interpreter's LIBDIR, so the stub links the same libpython as
   this interpreter (another libpython breaks extension modules with undefined symbols), followed by
-  the wheel's bundled libraries (the copied stub's ``$ORIGIN`` rpath no longer points at them).
+  the wheel's bundled libraries (the copied stub's ``$ORIGIN`` rpath does not reach them).
 - ``PATH`` starts with the virtualenv's ``bin/``: the embedded interpreter finds its prefix by looking
   up ``python3`` on PATH, so it adopts the virtualenv (its site-packages and ``.pth`` files) instead of
   the base installation, whose site-packages may hold numpy 2 (BYTES tensors then fail to decode).

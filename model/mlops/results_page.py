@@ -1,0 +1,170 @@
+"""`mlops results-page`: docs/results.md, rendered from the latest measurements on this machine.
+
+The figures come only from what the pipeline and the benchmark write: ``<reports>/<run>/report.json``
+(`mlops evaluate`, mlops.evaluation.evaluate) and ``<reports>/bench.json`` (`mlops bench`,
+mlops.bench.run). Nothing on the page is typed by hand; a missing file is said so on the page.
+Only the standard library and mlops.core are used, so rendering needs neither torch nor MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+
+# The question sets `mlops evaluate` scores every system on, in the order the page shows them.
+SET_NAMES = {
+    "natural": "natural questions",
+    "natural_dev": "development questions",
+    "test": "templated test split",
+    "test_trained_rules": "test questions of the trained rules (the gate's encoder check)",
+}
+SYSTEM_NAMES = {
+    "candidate": "candidate (deployed system)",
+    "candidate_dense": "tuned encoder alone",
+    "untuned": "untuned encoder",
+    "bm25": "BM25",
+    "champion": "champion",
+}
+METRICS = ("recall_at_1", "recall_at_5", "recall_at_10", "mrr")
+WEAKEST_SLICES = 5
+
+
+def latest_report(reports_dir: Path) -> Path | None:
+    """The newest ``<run>/report.json`` under the reports folder (by modification time), if any."""
+    found = sorted(reports_dir.glob("*/report.json"), key=lambda p: p.stat().st_mtime) if reports_dir.is_dir() else []
+    return found[-1] if found else None
+
+
+def load(path: Path | None) -> dict | None:
+    """A JSON report, or None when there is none; a file that is not JSON is a one-line error."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MlopsError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); run the command that writes it again") from None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _quality(report: dict, source: str) -> list[str]:
+    systems = report["systems"]
+    candidate = systems["candidate"]
+    sets = [s for s in SET_NAMES if s in candidate] + [s for s in candidate if s not in SET_NAMES]
+    gate = report["gate"]
+    lines = [
+        f"From `{source}`: run `{report['run_id']}`, dataset `{report['dataset_hash']}`, "
+        f"compared with champion version {report['champion_version'] or '(none registered)'}.",
+        "",
+        f"- Quality gate: **{'passed' if gate['passed'] else 'failed'}** ({gate['reason']}; "
+        f"metric `{gate['metric']}`, tolerance {gate['tolerance']}).",
+    ]
+    lines += [f"  - {c['check']}: {_f(c['values'][0], 4)} vs {_f(c['values'][1], 4)}, {'passed' if c['passed'] else 'failed'}"
+              for c in gate["checks"]]
+    sweep = ", ".join(f"{w}: {_f(v)}" for w, v in report["bm25_weight_sweep_validation"].items())
+    lines += [
+        f"- BM25 fusion weight: {report['bm25_weight']} (chosen on the validation split by `{gate['metric']}`: {sweep}).",
+        f"- In-process search (encode, fuse, rank; batched): {report['search_questions_per_second']:.0f} questions/s "
+        "on the templated test questions.",
+    ]
+    for which in sets:
+        count = candidate[which]["overall"]["count"]
+        lines += ["", f"### {SET_NAMES.get(which, which)} (`{which}`, {count} questions)", ""]
+        rows = [[SYSTEM_NAMES.get(name, name), *(_f(system[which]["overall"][m]) for m in METRICS)]
+                for name, system in systems.items() if which in system]
+        lines += _table(["system", "recall@1", "recall@5", "recall@10", "MRR"], rows)
+    for which in ("natural", "natural_dev"):
+        slices = candidate.get(which, {}).get("slices", {})
+        if slices:
+            weakest = sorted(slices.items(), key=lambda item: (item[1]["recall_at_5"], item[0]))[:WEAKEST_SLICES]
+            listed = ", ".join(f"{name} {_f(s['recall_at_5'], 2)} ({s['count']})" for name, s in weakest)
+            lines += ["", f"Weakest topics of the candidate on the {SET_NAMES[which]} (recall@5, questions): {listed}."]
+    return lines
+
+
+def _serving(bench: dict, source: str) -> list[str]:
+    lines = [
+        f"From `{source}`: model version {bench['model_version']}, {bench['questions']} natural questions, "
+        f"{bench['requests_per_level']} requests per system and level, {bench['cpu_count']} CPU cores "
+        "(load generators included).",
+        "",
+    ]
+    rows = []
+    for level in sorted(bench["concurrency"], key=int):
+        at = bench["concurrency"][level]
+        triton, naive = at["triton"], at["naive"]
+        rows.append([level, _f(triton["qps"], 1), _f(triton["p50_ms"], 1), _f(triton["p95_ms"], 1), _f(triton["p99_ms"], 1),
+                     str(triton["failures"]), _f(naive["qps"], 1), _f(naive["p95_ms"], 1), str(naive["failures"]),
+                     f"{at['triton_vs_naive']:.2f}x", _f(at["triton_vs_bound"], 2)])
+    lines += _table(["clients", "Triton q/s", "p50 ms", "p95 ms", "p99 ms", "failures", "naive q/s", "naive p95 ms",
+                     "naive failures", "Triton / naive", "Triton / bound"], rows)
+    lines += ["", f"- In-process bound (batched, no server): {_f(bench['bound']['qps'], 1)} questions/s."]
+    api = bench.get("api")
+    if api:
+        lines.append(f"- The API under Locust ({api['users']} users, {api['seconds']} s): {_f(api['qps'], 1)} q/s, "
+                     f"p50 {_f(api['p50_ms'], 0)} ms, p95 {_f(api['p95_ms'], 0)} ms, p99 {_f(api['p99_ms'], 0)} ms, "
+                     f"{api['failures']} failures in {api['requests']} requests.")
+    profile = bench.get("triton_profile")
+    if profile and "share" in profile:
+        shares = ", ".join(f"{stage} {share:.0%}" for stage, share in profile["share"].items())
+        lines.append(f"- Where the Triton model spends its time (py-spy, {profile['samples']} samples): {shares}.")
+    elif profile:
+        lines.append(f"- No profile of the Triton model: {profile.get('error', 'none recorded')}.")
+    return lines
+
+
+def render(report: dict | None, bench: dict | None, report_source: str, bench_source: str) -> str:
+    """The markdown page for an evaluation report and a benchmark report (either may be None)."""
+    lines = [
+        "# Results",
+        "",
+        "Generated by `mlops results-page` (`make results`) from the latest `report.json` of `mlops evaluate` and",
+        "`bench.json` of `mlops bench` on the machine that ran it. Do not edit it by hand: run `make pipeline`",
+        "and `make bench`, then `make results`. The experiments behind these figures: [experiments.md](experiments.md).",
+        "",
+        "## Retrieval quality",
+        "",
+    ]
+    try:
+        lines += _quality(report, report_source) if report else [
+            f"No evaluation report (`{report_source}`): run `make pipeline` (or `mlops evaluate`), then `make results`."]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise MlopsError(f"{report_source} is not a report `mlops evaluate` writes (no {exc}); evaluate again") from None
+    lines += ["", "## Serving", ""]
+    try:
+        lines += _serving(bench, bench_source) if bench else [
+            f"No benchmark report (`{bench_source}`): run `make bench` (needs a champion), then `make results`."]
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise MlopsError(f"{bench_source} is not a report `mlops bench` writes (no {exc}); run the benchmark again") from None
+    return "\n".join(lines) + "\n"
+
+
+def _shown(path: Path) -> str:
+    """A path as the page shows it: relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def write_results_page(settings: Settings, out: Path, report: Path | None = None, bench: Path | None = None, echo=print) -> Path:
+    """Render the page from ``report`` (default: the newest report.json) and ``bench`` (default: bench.json)."""
+    for given, option in ((report, "--report"), (bench, "--bench")):
+        if given is not None and not given.is_file():
+            raise MlopsError(f"{option} {given}: no such file")
+    report = report or latest_report(settings.reports_dir) or settings.reports_dir / "<run>" / "report.json"
+    bench = bench or settings.reports_dir / "bench.json"
+    page = render(load(report), load(bench), _shown(report), _shown(bench))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    echo(f"wrote {out} from {_shown(report)} and {_shown(bench)}")
+    return out
