@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make pipeline   the main job: data -> train -> evaluate -> register -> deploy (real Triton)
 #   make test       the default test suite (slow tests: make test-all)
-# Both bootstrap .venv from requirements.lock first; the tests also install the Debian packages
+# Both bootstrap .venv from requirements.lock (the dev set: every extra of pyproject.toml) first; the tests also install the Debian packages
 # they drive for real (PostgreSQL, Chromium) when missing.
 
 PYTHON ?= python3
@@ -21,7 +21,7 @@ TOOLS    := .tools
 SYSTEM_PACKAGES := postgresql chromium python3-firewall
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools system-deps pipeline serve bench test test-all lint mlflow-ui clean
+.PHONY: setup lock tools system-deps pipeline serve bench test test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,29 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+# The locks, compiled by uv from pyproject.toml's extras: requirements.lock (dev: everything, what setup installs)
+# and one per image (images/<image>/requirements.lock: its extra only). Each output file is also uv's preference,
+# and every image lock is constrained by the dev lock, so re-locking keeps today's pins; to move a pin, edit it in
+# requirements.lock (or delete the line) and run make lock. Locks are for Linux x86_64, Python 3.11, at each
+# image's glibc (images/base-images.yaml). On Linux PyPI's torch needs CUDA runtime wheels: the GPU images
+# (trainer, triton) pin them; the dev set leaves them out (setup takes CPU torch where the machine has it).
+UV_VERSION := 0.13.9
+UV         := $(TOOLS)/uv/bin/uv
+CUDA_WHEELS := cuda-bindings cuda-pathfinder cuda-toolkit triton nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc \
+	nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse \
+	nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx
+COMPILE = $(UV) pip compile --quiet --python-version 3.11 --custom-compile-command "make lock" pyproject.toml
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(COMPILE) --extra dev --python-platform x86_64-manylinux_2_36 $(addprefix --no-emit-package ,$(CUDA_WHEELS)) -o requirements.lock
+	$(COMPILE) --extra api --python-platform x86_64-manylinux_2_36 -c requirements.lock -o images/api/requirements.lock
+	$(COMPILE) --extra trainer --python-platform x86_64-manylinux_2_36 -c requirements.lock -o images/trainer/requirements.lock
+	$(COMPILE) --extra triton --python-platform x86_64-manylinux_2_35 -c requirements.lock -o images/triton/requirements.lock
 
 tools:
 	@command -v helm >/dev/null 2>&1 || [ -x $(TOOLS)/bin/helm ] || { \

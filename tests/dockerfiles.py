@@ -140,6 +140,12 @@ def load(path: Path) -> Image:
     return Image(path, base, env, user, workdir, entrypoint, cmd, runs)
 
 
+def copied(path: Path) -> set[str]:
+    """The build-context paths a Dockerfile's COPY and ADD steps take (their sources, normalised)."""
+    return {posixpath.normpath(source) for c in dockerfile.parse_file(str(path)) if c.cmd in ("COPY", "ADD")
+            for source in c.value[:-1] if not source.startswith("--")}
+
+
 def lay_out_base(facts: dict, root: Path) -> None:
     """The parts of the base image the Dockerfile relies on: accounts, files, libraries (empty stand-ins)."""
     etc = root / "etc"
@@ -278,7 +284,8 @@ def replay(image: Image, root: Path, mounts: dict[str, Path] | None = None) -> R
 
 
 def replay_image(name: str, root: Path) -> tuple[Image, Replay]:
-    """images/<name>/Dockerfile replayed under `root`. Its virtualenv is this one: both install requirements.lock."""
+    """images/<name>/Dockerfile replayed under `root`. Its virtualenv is this one: the image's lock is part of the
+    dev set (requirements.lock) this one has."""
     image = load(ROOT / "images" / name / "Dockerfile")
     venv = image.env.get("VIRTUAL_ENV")
     return image, replay(image, root, {venv: Path(sys.prefix)} if venv else {})

@@ -54,8 +54,17 @@ def test_build_context_leaves_out_local_state_and_secrets():
     effective = [r for r in rules if r and not r.startswith("#")]
     assert effective[0] == "*", "deny everything, then allow what images need"
     allowed = {r[1:] for r in effective if r.startswith("!")}
-    assert allowed >= {"model/", "requirements.lock", "pyproject.toml"}
-    assert not any(a.startswith((".mlops", ".venv", ".git", "gitops")) for a in allowed)
+    assert allowed >= {"model/", "images/*/requirements.lock", "pyproject.toml"}
+    assert not any(a.startswith((".mlops", ".venv", ".git", "gitops", "infra")) for a in allowed)
+
+
+@pytest.mark.parametrize("name", ("api", "trainer", "triton"))
+def test_each_image_installs_its_own_lock_and_no_infra(name: str):
+    """images/<name>/requirements.lock is its extra's lock (make lock; tests/unit/test_dependencies.py checks it):
+    no image takes the dev set, and the Pulumi program (infra/) is in none of them."""
+    copied = dockerfiles.copied(ROOT / "images" / name / "Dockerfile")
+    assert f"images/{name}/requirements.lock" in copied and "requirements.lock" not in copied
+    assert not any(s == "infra" or s.startswith("infra/") for s in copied)
 
 
 # -- what the Dockerfiles assume about their bases (images/base-images.yaml), replayed for real -----------
@@ -196,8 +205,8 @@ def test_trainer_steps_can_write_where_the_workflow_makes_them_write(replays):
 
 
 # -- Python, glibc and the lock --------------------------------------------------------------------------------
-def _lock() -> dict[str, str]:
-    pins = [line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line]
+def _lock(path: Path) -> dict[str, str]:
+    pins = [line.split("==") for line in path.read_text().splitlines() if "==" in line and not line.startswith((" ", "#"))]
     return {canonicalize_name(name): version for name, version in pins}
 
 
@@ -220,8 +229,10 @@ def _supported_tags(python: str, glibc: str) -> set[tags.Tag]:
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_the_lock_installs_on_the_images_python_and_glibc(name: str):
-    """The lock is resolved and tested on this venv's Python; every wheel installed from it must also fit the
-    image's Python and C library (a wheel built here from a source archive would need a compiler there)."""
+    """The image's lock is resolved for its platform (make lock) and tested on this venv's Python, which has the dev
+    set; every wheel installed from it must also fit the image's Python and C library (a wheel built here from a
+    source archive would need a compiler there). The CUDA runtime wheels only the GPU images take (no pin of the dev
+    set) are not installed here: uv picked them for the image's platform."""
     image = dockerfiles.load(ROOT / "images" / name / "Dockerfile")
     facts = dockerfiles.base_facts(image.base)
     python = _image_python(image, facts)
@@ -232,7 +243,10 @@ def test_the_lock_installs_on_the_images_python_and_glibc(name: str):
         assert image.base.split(":")[1].startswith(facts["python"]["version"] + "-")
     supported = _supported_tags(python, facts["os"]["glibc"])
     unfit = {}
-    for dist_name, version in _lock().items():
+    dev = _lock(ROOT / "requirements.lock")
+    for dist_name, version in _lock(ROOT / "images" / name / "requirements.lock").items():
+        if dist_name not in dev:
+            continue
         dist = importlib.metadata.distribution(dist_name)
         # The public version: this machine's torch is the CPU build (2.13.0+cpu) of the lock's 2.13.0.
         assert Version(dist.version).public == version, f"{dist_name} {dist.version} is installed, the lock says {version}: run make setup"
