@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / ".github" / "workflows").glob("*.yaml"))
+from support.paths import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yaml"))
 CHECK_JSONSCHEMA = str(Path(sys.executable).with_name("check-jsonschema"))
 
 
@@ -38,7 +40,6 @@ def test_workflow_opens_with_a_comment_and_pins_every_action(workflow: Path):
 
 # What the release and promotion workflows do: triggers, guards, permissions and the commands their steps run
 
-ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / ".github" / "workflows" / "release.yaml"
 PROMOTE = ROOT / ".github" / "workflows" / "promote.yaml"
 SHA_WITH_VERSION = re.compile(r"uses:\s*[\w.-]+/[\w.-]+@[0-9a-f]{40}\s+#\s*v\d+\.\d+\.\d+\s*$")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from gitops import application
 from mlops.core.processes import start_group, stop_group
 from mlops.triton.server import free_ports
+from support.gitops import application
 
 ADMIN, PASSWORD, DB_PASSWORD = "admin", "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba98"
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import dockerfile
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE_FACTS = ROOT / "images" / "base-images.yaml"
 # Debian's base-passwd master files: the system accounts of Debian and Ubuntu images (uids below 1000).
 BASE_PASSWD = Path("/usr/share/base-passwd")

@@ -18,7 +18,7 @@ from mlops.gitops.render import Rendered, load_all, render_application, render_e
 from mlops.gitops.validate import Schemas, reference_crds
 from mlops.release.layout import ENVIRONMENTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def require_cache() -> None:

@@ -29,7 +29,7 @@ from mlops.core.processes import start_group, stop_group
 from mlops.triton.server import free_ports
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -12,11 +12,11 @@ import re
 
 import pytest
 
-from gitops import ROOT, changed, rendered, require_cache
 from mlops.gitops.charts import find_artifact
 from mlops.gitops.render import load_all, render_application, role_defaults, root_application, sources
 from mlops.gitops.validate import Schemas, crd_documents, problems
 from mlops.release.layout import ENVIRONMENTS
+from support.gitops import ROOT, changed, rendered, require_cache
 
 API_VERSION = "argoproj.io/v1alpha1"
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"

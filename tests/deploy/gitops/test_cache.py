@@ -17,8 +17,8 @@ import yaml
 
 from mlops.core.errors import MlopsError
 from mlops.gitops.charts import fill_cache, find_chart, pinned_charts, reference_files
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FAKE_HELM = """#!/usr/bin/env python3
 import sys, pathlib, json
 args = sys.argv[1:]

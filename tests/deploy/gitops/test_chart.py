@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from mlops.gitops.charts import helm_binary
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "gitops" / "charts" / "transformers-qa"
 KUBERNETES_VERSION = "1.31.0"  # the pinned k3s (infra/config.py: v1.31.4+k3s1)
 # A promoted environment: the chart runs pods only once a promotion has set the model version and image tags.

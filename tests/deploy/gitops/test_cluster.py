@@ -1,6 +1,6 @@
 """What each environment asks of its cluster, against the nodes its Pulumi stack reserves.
 
-The manifests are the rendered ones (tests/gitops.py), with the service promoted (model version and image tags
+The manifests are the rendered ones (tests/support/gitops.py), with the service promoted (model version and image tags
 set), since an environment's first promotion is when its Triton and API pods appear.
 """
 
@@ -12,9 +12,9 @@ import math
 import pytest
 import yaml
 
-from gitops import ROOT, documents, promoted_service
 from infra.sites import SITES, NodeType
 from mlops.release.layout import ENVIRONMENTS
+from support.gitops import ROOT, documents, promoted_service
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # k3s's own pods (CoreDNS, Traefik, metrics-server, local-path provisioner) and the OS: what is left for ours.

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gitops import render_all as render
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.lifecycle import registry, tracking
 from mlops.release.layout import ENVIRONMENTS, read_image_tag, read_model_version
 from mlops.release.promote import promote, rollback, sync_alias
-from services import clone, git, gitops_remote
+from support.gitops import render_all as render
+from support.services import clone, git, gitops_remote
 
 NAME = "transformers-qa"
 

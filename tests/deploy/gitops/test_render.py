@@ -2,7 +2,7 @@
 
 `mlops gitops render ENV` starts from the root Application the bootstrap creates, renders the apps chart into
 the environment's Applications, and renders each with the exact chart, version, value files and release name it
-names (tests/gitops.py). Each object is then checked as the API server would check it (mlops.gitops.validate).
+names (tests/support/gitops.py). Each object is then checked as the API server would check it (mlops.gitops.validate).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import sys
 import pytest
 import yaml
 
-from gitops import ENV_APPS, ROOT, application, documents, missing, render_all, rendered, require_cache, schemas
 from infra.config import BootstrapConfig
 from mlops.gitops.charts import find_chart
 from mlops.gitops.images import all_images, images_in, is_pinned
 from mlops.gitops.render import KUBERNETES_VERSION, applied_by_argocd, load_all, root_application, sources
 from mlops.gitops.validate import problems
 from mlops.release.layout import ENVIRONMENTS
+from support.gitops import ENV_APPS, ROOT, application, documents, missing, render_all, rendered, require_cache, schemas
 
 MLOPS = [sys.executable, "-m", "mlops"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from gitops import rendered
 from infra.program import cluster_secrets, required_secrets
 from mlops.gitops.render import Rendered
 from mlops.release.layout import ENVIRONMENTS
+from support.gitops import rendered
 
 POD_OWNERS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet")
 # Namespaces k3s and the bootstrap make before ArgoCD syncs anything (infra/ansible/roles/argocd, volumes).

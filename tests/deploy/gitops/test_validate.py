@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from gitops import changed, require_cache
 from mlops.gitops.charts import MissingArtifact, find_artifact
 from mlops.gitops.validate import Schemas, crd_documents, problems
+from support.gitops import changed, require_cache
 
 APPLICATION = {
     "apiVersion": "argoproj.io/v1alpha1",

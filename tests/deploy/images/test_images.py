@@ -18,11 +18,11 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-import dockerfiles
-from gitops import promoted_service
 from mlops.release.layout import ENVIRONMENTS
+from support import dockerfiles
+from support.gitops import promoted_service
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 HADOLINT = str(Path(sys.executable).with_name("hadolint"))
 

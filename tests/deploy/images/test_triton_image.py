@@ -1,8 +1,8 @@
 """The Triton image, without Docker: its python-backend stub finds every library in the image's file layout,
 and the real tritonserver runs the argv Kubernetes builds from the image and the chart, and answers.
 
-The layout is images/triton/Dockerfile replayed over the base facts (tests/dockerfiles.py); the loader
-search is glibc's (tests/elf_loader.py). The argv is containerd's combination of the Dockerfile's
+The layout is images/triton/Dockerfile replayed over the base facts (tests/support/dockerfiles.py); the loader
+search is glibc's (tests/support/elf_loader.py). The argv is containerd's combination of the Dockerfile's
 ENTRYPOINT/CMD with the rendered container's command/args.
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-import dockerfiles
-from conftest import QA_MODEL
-from elf_loader import read_dynamic, resolve
-from gitops import container, promoted_service
 from mlops.release.layout import ENVIRONMENTS
 from mlops.search.retriever import Retriever
 from mlops.triton.client import TritonQAClient
 from mlops.triton.server import HOST, TritonServer, find_tritonserver
+from support import dockerfiles
+from support.elf_loader import read_dynamic, resolve
+from support.gitops import container, promoted_service
+from support.package import QA_MODEL
 
 IMAGE = dockerfiles.load(dockerfiles.ROOT / "images" / "triton" / "Dockerfile")
 FACTS = dockerfiles.base_facts(IMAGE.base)

@@ -22,7 +22,6 @@ from mlops.gitops.render import load_all
 
 BIN = Path(sys.executable).parent
 LOCAL = f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_role(tmp_path: Path, role: str, extravars: dict, tags: str | None = None, envvars: dict | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_infra_program import FLOATING_IP, run
+from support.infra import FLOATING_IP, run
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="the OpenSSH client (ssh) is not installed")

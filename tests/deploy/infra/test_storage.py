@@ -20,8 +20,7 @@ import yaml
 
 from infra.bootstrap import ANSIBLE_DIR, RUNNER_PATH
 from infra.config import BootstrapConfig
-from test_infra_config import STACKS
-from test_infra_program import run
+from support.infra import STACKS, run
 
 # The cluster's Kubernetes: the pinned k3s (v1.31.4+k3s1 -> 1.31).
 KUBERNETES_VERSION = ".".join(BootstrapConfig().k3s_version.removeprefix("v").split("+")[0].split(".")[:2]) + ".0"

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from hera.workflows import models as hera_models  # hera==7.1.0: pinned in requirements.lock
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import ROOT
+
 SCRIPT = ROOT / ".github" / "scripts" / "submit_workflow.py"
 RELEASE = ROOT / ".github" / "workflows" / "release.yaml"
 TEMPLATE = "train-evaluate-register-deploy"

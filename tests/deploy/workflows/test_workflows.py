@@ -15,39 +15,17 @@ import typer
 import yaml
 from hera.workflows import models
 
-from argo_models import strict_check, validate
-from gitops import application
 from mlops.cli import app
 from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import CLUSTER_STEPS, STEPS
+from support.argo_models import strict_check, validate
+from support.gitops import application
+from support.paths import ROOT
+from support.workflows import DOCS, FILES, TEMPLATE, dag_order, templates
 
-ROOT = Path(__file__).resolve().parents[1]
-FILES = sorted((ROOT / "workflows").glob("*.yaml"))
-DOCS = [doc for path in FILES for doc in yaml.safe_load_all(path.read_text()) if doc]
 KUBERNETES_VERSION = "1.31.0"
 ARGO_KINDS = {"WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding"}
-TEMPLATE = next(d for d in DOCS if d["kind"] == "WorkflowTemplate" and d["metadata"]["name"] == "train-evaluate-register-deploy")
 TASK_EXPRESSION = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-
-
-def templates(doc: dict = TEMPLATE) -> dict[str, dict]:
-    return {t["name"]: t for t in doc["spec"]["templates"]}
-
-
-def dag_order(doc: dict = TEMPLATE) -> list[dict]:
-    """The entrypoint's DAG tasks in dependency order (each after everything it depends on)."""
-    tasks = {t["name"]: t for t in templates(doc)[doc["spec"]["entrypoint"]]["dag"]["tasks"]}
-    ordered, done = [], set()
-    while len(ordered) < len(tasks):
-        ready = [t for name, t in tasks.items() if name not in done and set(dependencies(t)) <= done]
-        assert ready, f"the DAG has a cycle or depends on an unknown task: {sorted(set(tasks) - done)}"
-        ordered += ready
-        done |= {t["name"] for t in ready}
-    return ordered
-
-
-def dependencies(task: dict) -> list[str]:
-    return re.findall(r"([\w-]+)\.\w+", task.get("depends", ""))
 
 
 def command_name(argv: list[str]) -> str:
@@ -312,7 +290,7 @@ def test_the_event_role_allows_exactly_what_the_event_endpoint_does():
 
 
 def test_the_event_binding_names_alertmanagers_own_service_account():
-    """As staging renders the upstream chart with our values (tests/gitops.py): the account the Alertmanager pods run
+    """As staging renders the upstream chart with our values (tests/support/gitops.py): the account the Alertmanager pods run
     as, with its token mounted."""
     result = application("staging", "platform-kube-prometheus-stack-staging")
     if result.missing:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from mlops.core.errors import MlopsError
-from mlops.lifecycle.publish import upload_model
+from mlops.core.settings import Settings
+from mlops.lifecycle.publish import publish, upload_model
 from mlops.triton.server import free_ports
-from services import s3_server
+from support.services import s3_server
 
 
 def exported(root: Path) -> Path:
@@ -58,3 +59,18 @@ def test_nothing_to_publish(tmp_path: Path):
     (tmp_path / "qa" / "3").mkdir(parents=True)
     with pytest.raises(MlopsError, match="holds no files to publish"):
         upload_model(tmp_path, "qa", "3", "s3://models", echo=lambda *_: None)
+
+
+def test_publishing_uploads_exactly_what_triton_passed_its_tests_with(settings: Settings, champion):
+    """In the layout the chart fetches, and the version records where it went."""
+    client, version = champion.client, champion.version
+    live = settings.triton_repository / settings.model_name
+    with s3_server("models") as s3:
+        assert publish(settings, version, "s3://models", echo=lambda *_: None) == f"s3://models/{settings.model_name}/{version}"
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"])
+        files = sorted(p for p in live.rglob("*") if p.is_file() and "__pycache__" not in p.parts)  # Triton's bytecode
+        assert keys == sorted(f"{settings.model_name}/{p.relative_to(live).as_posix()}" for p in files)
+        for path in files:
+            key = f"{settings.model_name}/{path.relative_to(live).as_posix()}"
+            assert s3.get_object(Bucket="models", Key=key)["Body"].read() == path.read_bytes(), key
+    assert client.get_model_version(settings.model_name, version).tags["published_uri"] == f"s3://models/{settings.model_name}/{version}"

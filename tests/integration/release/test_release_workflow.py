@@ -42,10 +42,10 @@ from mlflow.tracking import MlflowClient
 from mlops.core.settings import Settings
 from mlops.lifecycle import registry
 from mlops.triton.server import TritonServer
-from services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
-from test_gitops_wait import FakeKubernetesApi, application
-from test_lifecycle import pass_gate
-from test_workflows import DOCS, TEMPLATE, dag_order, templates
+from support.kubernetes import FakeKubernetesApi, application
+from support.lifecycle import pass_gate
+from support.services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
+from support.workflows import DOCS, TEMPLATE, dag_order, templates
 
 EXPRESSION = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 DOCKERFILE = ROOT / "images" / "trainer" / "Dockerfile"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import QA_MODEL
 from mlops.core.errors import MlopsError
 from mlops.search.retriever import Retriever
 from mlops.serving.api import RETRY_AFTER_S, ApiConfig, create_app
 from mlops.triton.server import TritonServer, free_ports
+from support.package import QA_MODEL
 
 QUESTION = "How do I make my runs reproducible with a fixed random seed?"
 

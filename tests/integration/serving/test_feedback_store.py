@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops.core.errors import MlopsError
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
-from services import ApiProcess, postgres_server
+from support.services import ApiProcess, postgres_server
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +42,6 @@ def test_rows_are_stored_and_exported_in_order(database_url: str):
     store.close()
     # A second store on the same database (a restarted API) sees the same rows.
     assert [r["id"] for r in FeedbackStore(database_url).export()][before:] == ids
-
-
-def test_sqlite_runs_in_wal_mode(tmp_path: Path):
-    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
-    with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-
-
-def test_unreachable_postgres_is_one_clear_error():
-    with pytest.raises(MlopsError, match=r"feedback database postgresql\+psycopg://qa:\*\*\*@127.0.0.1:1/x is unreachable"):
-        FeedbackStore("postgresql://qa:secret@127.0.0.1:1/x")
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:

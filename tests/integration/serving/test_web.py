@@ -9,7 +9,7 @@ import pytest
 
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
-from services import ApiProcess
+from support.services import ApiProcess
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the networking flags Chromium keeps trying to reach Google and is refused by this closed network.

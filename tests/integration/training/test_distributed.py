@@ -9,7 +9,7 @@ import pytest
 
 from mlops.core.settings import Settings
 from mlops.lifecycle import registry, tracking
-from test_cli import run
+from support.cli import run
 
 pytestmark = pytest.mark.slow
 

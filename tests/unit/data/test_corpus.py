@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dedent
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import category_of, extract_symbols
 from mlops.data.text import identifier_words, lexical_passage, passage
+from support.package import dedent
 
 
 def test_extracts_public_documented_symbols_with_provenance(mini_package: Path):

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from infra.config import PROJECT, REQUIRED_VOLUMES, ConfigError, parse
 from infra.sites import SITES
-
-ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("dev", "staging", "prod")
-
-
-def stack_values(stack: str) -> dict:
-    """The `transformers-qa:` keys of Pulumi.<stack>.yaml, as the program reads them."""
-    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{PROJECT}:")}
+from support.infra import STACKS, stack_values
+from support.paths import ROOT
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -83,7 +73,6 @@ def test_cross_field_rules():
     dev["access"] = {**dev["access"], "ssh_cidrs": ["0.0.0.0/0"]}  # dev may be open (a warning in the README)
     dev["node_groups"] = [{"role": "control", "flavor": "m1.large"}]
     assert parse("dev", dev).access.ssh_cidrs == ["0.0.0.0/0"]
-
 
 
 def test_a_node_type_the_site_does_not_offer_is_refused_on_one_line():

@@ -28,11 +28,11 @@ import responses
 
 from infra import lease as lease_module
 from infra.lease import LeaseError, LeaseProvider, prolonged_end
+from support.infra import LEASE_ID, flavor, flavor_reservation, floatingip_reservation, host_reservation, lease_body, network_reservation
 
 AUTH = "https://chi.tacc.chameleoncloud.org:5000/v3"
 BLAZAR = "https://chi.tacc.chameleoncloud.org:1234/v1"
 OTHER_BLAZAR = "https://kvm.tacc.chameleoncloud.org:1234/v1"
-LEASE_ID = "aaaaaaaa-1111-2222-3333-444444444444"
 HOST_RES, FIP_RES = "bbbbbbbb-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 PUBLIC_NET = "0a2a1d2e-5d1b-4f3c-9a0e-3f4f5a6b7c8d"
 
@@ -43,53 +43,6 @@ INPUTS = {
         {"kind": "floatingip", "count": 1, "network_id": PUBLIC_NET},
     ],
 }
-
-
-def host_reservation(id_: str, node_type: str, count: int, status: str = "active") -> dict:
-    return {"id": id_, "lease_id": LEASE_ID, "status": status, "missing_resources": False, "resources_changed": False,
-            "resource_id": f"r-{id_}", "resource_type": "physical:host", "min": count, "max": count,
-            "hypervisor_properties": "", "resource_properties": json.dumps(["==", "$node_type", node_type]),
-            "before_end": "default", "created_at": "2026-11-23 14:59:10", "updated_at": None}
-
-
-def flavor_reservation(id_: str, flavor: dict, amount: int) -> dict:
-    return {"id": id_, "lease_id": LEASE_ID, "resource_id": f"r-{id_}", "resource_type": "flavor:instance", "status": "active",
-            "missing_resources": False, "resources_changed": False, "created_at": "2026-11-23 14:59:10",
-            "updated_at": "2026-11-23 14:59:10", "vcpus": flavor["vcpus"], "memory_mb": flavor["ram"], "disk_gb": flavor["disk"],
-            "amount": amount, "affinity": None, "resource_properties": json.dumps(flavor), "flavor_id": id_,
-            "aggregate_id": 6, "server_group_id": None}
-
-
-def flavor(id_: str, name: str, vcpus: int, ram: int, disk: int) -> dict:
-    """A Nova flavor as Blazar copies it into resource_properties (keys as in the Blazar doc above)."""
-    return {"id": id_, "name": name, "ram": ram, "disk": disk, "swap": "", "OS-FLV-EXT-DATA:ephemeral": 0,
-            "OS-FLV-DISABLED:disabled": False, "vcpus": vcpus, "os-flavor-access:is_public": True, "rxtx_factor": 1.0,
-            "extra_specs": {}}
-
-
-def floatingip_reservation(id_: str, network_id: str, amount: int) -> dict:
-    return {"id": id_, "lease_id": LEASE_ID, "status": "active", "missing_resources": False, "resources_changed": False,
-            "resource_id": f"r-{id_}", "resource_type": "virtual:floatingip", "network_id": network_id, "amount": amount,
-            "required_floatingips": [], "created_at": "2026-11-23 14:59:10", "updated_at": None}
-
-
-def network_reservation(id_: str, name: str, network_id: str | None) -> dict:
-    return {"id": id_, "lease_id": LEASE_ID, "status": "active", "missing_resources": False, "resources_changed": False,
-            "resource_id": f"r-{id_}", "resource_type": "network", "network_name": name, "network_description": "",
-            "network_id": network_id,
-            "resource_properties": '["and", ["==", "$physical_network", "physnet1"], ["==", "$usage_type", "storage"]]',
-            "network_properties": "", "created_at": "2026-11-23 14:59:10", "updated_at": None}
-
-
-def lease_body(status: str, reservations: list[dict], name: str = "transformers-qa-staging-20261123-1459") -> dict:
-    return {"lease": {
-        "id": LEASE_ID, "name": name, "status": status, "degraded": False,
-        "start_date": "2026-11-23T15:00:00.000000", "end_date": "2026-11-26T15:00:00.000000",
-        "created_at": "2026-11-23 14:59:10", "updated_at": None, "user_id": "u", "project_id": "p", "trust_id": "t",
-        "reservations": reservations,
-        "events": [{"id": "e1", "lease_id": LEASE_ID, "status": "UNDONE", "event_type": "end_lease",
-                    "time": "2026-11-26T15:00:00.000000", "created_at": "2026-11-23 14:59:10", "updated_at": None}],
-    }}
 
 
 def lease(status: str, reservation_status: str = "pending") -> dict:
