@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make pipeline   the main job: data -> train -> evaluate -> register -> deploy (real Triton)
-#   make test       the default test suite (slow tests: make test-all)
+#   make test       the default test suite, every tier but the slow tests (those: make test-all; the unit tier alone,
+#                   in seconds: make test-unit)
 # Both bootstrap .venv from requirements.lock (the dev set: every extra of pyproject.toml) first; the tests also install the Debian packages
 # they drive for real (PostgreSQL, Chromium) when missing.
 
@@ -21,7 +22,7 @@ TOOLS    := .tools
 SYSTEM_PACKAGES := postgresql chromium python3-firewall
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lock tools system-deps pipeline serve bench test test-all lint mlflow-ui clean
+.PHONY: setup lock tools system-deps pipeline serve bench test test-unit test-integration test-deploy test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -89,12 +90,24 @@ bench: setup
 results: setup
 	$(BIN)/mlops results-page --out docs/results.md
 
+# The tiers are folders: tests/unit (seconds, no servers or subprocesses: run it every minute), tests/integration (real
+# Triton, MLflow, PostgreSQL, Chromium, S3, torchrun) and tests/deploy (gitops, workflows, images, infra); the `slow`
+# marker (multi-minute) is left out of `make test` and run by `make test-all`.
 # Two test processes: most of the suite waits on servers and subprocesses, and a file's tests stay together
 # (they share its rendered environments and fixtures).
 PYTEST := $(BIN)/pytest -n 2 --dist loadfile
 
 test: setup tools system-deps
 	$(PYTEST)
+
+test-unit: setup
+	$(PYTEST) tests/unit
+
+test-integration: setup system-deps
+	$(PYTEST) tests/integration
+
+test-deploy: setup tools
+	$(PYTEST) tests/deploy
 
 test-all: setup tools system-deps
 	$(PYTEST) -m ""

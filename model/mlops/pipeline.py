@@ -22,7 +22,7 @@ from mlops.training.train import train
 # model on this machine, so it also moves `champion`); the Argo workflow
 # (workflows/train-evaluate-register-deploy.yaml) runs the same commands, its deploy only testing the
 # version, then CLUSTER_STEPS to ship it: publish, commit, wait for ArgoCD, smoke-test staging, and only
-# then move `champion`. tests/test_workflows.py fails if the two drift apart.
+# then move `champion`. tests/deploy/workflows/test_workflows.py fails if the two drift apart.
 STEPS = ("data", "train", "evaluate", "register", "deploy")
 CLUSTER_STEPS = ("publish", "promote", "gitops wait", "smoke", "champion")
 

@@ -51,7 +51,7 @@ IMAGES = {"api": "api", "trainer": "trainer", "triton": "triton"}
 DEV_LOCK = ROOT / "requirements.lock"
 # Modules the runtime provides, from no distribution: Triton's python backend puts this one on the path.
 PROVIDED = {"triton_python_backend_utils"}
-FIRST_PARTY = {"mlops", "infra"}
+FIRST_PARTY = {"mlops", "infra", "support"}  # support: the tests' shared helpers (tests/support)
 
 
 def part_of(relative: str, parts: dict[str, str]) -> str | None:

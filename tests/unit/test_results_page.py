@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,6 @@ from mlops.results_page import render, write_results_page
 from mlops.search.metrics import score_by_slice
 
 PACKAGE = Path(__file__).resolve().parents[2] / "model" / "mlops"
-MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 
 def _scores(hits: list[bool], slices: list[str]) -> dict:
@@ -154,16 +151,3 @@ def test_a_file_that_is_not_a_report_is_one_line(tmp_path: Path):
     (settings.reports_dir / "bench.json").write_text(json.dumps({"model_version": "4"}))
     with pytest.raises(MlopsError, match="is not a report `mlops bench` writes"):
         write_results_page(settings, tmp_path / "results.md", echo=lambda _: None)
-
-
-def test_the_command_prints_the_page_it_wrote(tmp_path: Path):
-    environment = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
-    done = subprocess.run([MLOPS, "results-page", "--out", str(tmp_path / "results.md")], capture_output=True, text=True,
-                          env=environment, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(tmp_path / "results.md")
-    assert "No evaluation report" in (tmp_path / "results.md").read_text()
-    done = subprocess.run([MLOPS, "results-page", "--report", str(tmp_path / "none.json")], capture_output=True, text=True,
-                          env=environment, timeout=120)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [f"error: --report {tmp_path / 'none.json'}: no such file"]

@@ -1,0 +1,63 @@
+"""`mlops deploy` to a real Triton on a small synthetic package: the candidate becomes champion after its contract test,
+and every failed deploy leaves the champion and the Triton repository as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.ask import ask
+from mlops.core.errors import MlopsError
+from mlops.core.settings import Settings
+from mlops.lifecycle import deploy as deploy_module
+from mlops.lifecycle import registry
+from mlops.lifecycle.deploy import deploy
+from mlops.pipeline import register_run
+from mlops.search.retriever import Retriever
+from support.lifecycle import assert_unchanged, shifted, trained_and_passed
+
+
+def test_deploy_makes_the_candidate_the_champion_on_triton(settings: Settings, champion):
+    client, version = champion.client, champion.version
+    assert any("contract test passed" in line for line in champion.lines)
+    assert str(registry.by_alias(client, settings.model_name, registry.CHAMPION).version) == version
+    assert registry.by_alias(client, settings.model_name, registry.CANDIDATE) is None
+    live = settings.triton_repository / settings.model_name
+    assert sorted(p.name for p in live.iterdir()) == [version, "config.pbtxt"]
+    assert "dynamic_batching" in (live / "config.pbtxt").read_text()
+    assert (live / version / "model.py").is_file()
+    answers, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
+    assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"
+
+
+def test_failed_deploys_leave_champion_and_export_alone(settings: Settings, champion, monkeypatch, tmp_path: Path):
+    client, version, before = champion.client, champion.version, champion.digest
+
+    # A second version whose model cannot load in Triton.
+    second = register_run(settings, trained_and_passed(settings, seed=7), echo=lambda *_: None)
+    broken_adapter = tmp_path / "model.py"
+    broken_adapter.write_text("class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('corrupt model')\n")
+    monkeypatch.setattr("mlops.lifecycle.export.ADAPTER", broken_adapter)
+    with pytest.raises(MlopsError, match="corrupt model"):
+        deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+    assert_unchanged(settings, client, version, before)
+
+    # A version whose Triton answers differ from the in-process model's.
+    real_load = Retriever.load
+    monkeypatch.setattr(deploy_module.Retriever, "load", lambda folder: shifted(real_load(folder)))
+    with pytest.raises(MlopsError, match="contract test failed"):
+        deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+    assert_unchanged(settings, client, version, before)
+
+    # Unknown version, and no Triton binary.
+    with pytest.raises(MlopsError, match="has no version '99'; known versions: 1, 2"):
+        deploy(settings, "99", echo=lambda *_: None)
+    monkeypatch.setattr("mlops.triton.server._pytriton_dir", lambda: None)
+    with pytest.raises(MlopsError, match="tritonserver"):
+        deploy(settings, second, echo=lambda *_: None)
+    monkeypatch.undo()
+    assert_unchanged(settings, client, version, before)
+    assert not list(settings.triton_dir.glob("staging-*"))

@@ -1,0 +1,109 @@
+"""The command line as a user meets it: bad input ends in one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops.triton.server import free_ports
+from support.cli import MLOPS, assert_clean_error, run
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ask", ""], "the question is empty"),
+    (["ask", "   "], "the question is empty"),
+    (["ask", "x" * 2001], "keep it under 2000"),
+    (["ask", "How do I save a model?"], "no model has been deployed yet"),
+    (["ask", "How do I save a model?", "--top-k", "0"], "top_k must be between 1 and 50, got 0"),
+    (["data", "--source", "/nonexistent/transformers"], "does not exist or is not a folder"),
+    (["train"], "no dataset"),
+    (["train", "--batch-size", "1"], "--batch-size"),
+    (["evaluate"], "no finished training run"),
+    (["evaluate", "--metric", "accuracy"], "--metric"),
+    (["register", "--run", "0123456789abcdef"], "no MLflow run"),
+    (["deploy", "--version", "7"], "has no version '7'"),
+    (["deploy"], "has no 'candidate' version"),
+    (["champion", "--version", "7"], "has no version '7'"),
+    (["publish", "--version", "7"], "has no version '7'"),
+    (["publish", "--store", "ftp://models"], "is not an s3://BUCKET URI"),
+    (["smoke", "--url", "127.0.0.1:8080", "--version", "3"], "is not an http(s) URL"),
+    (["sync-alias", "--env", "qa"], "unknown environment 'qa'; use one of dev, staging, prod"),
+    (["serve"], "no model has been deployed yet"),
+    (["serve", "--port", "70000"], "--port must be between 1 and 65535, got 70000"),
+    (["smoke", "--url", "http://127.0.0.1:1", "--version", "3", "--timeout", "-1"], "--timeout must be at least 0"),
+    (["bench"], "no model has been deployed yet"),
+])
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):
+    assert_clean_error(run(*args, home=tmp_path / "home"), message)
+
+
+def test_data_on_an_empty_tree(tmp_path: Path):
+    (tmp_path / "pkg").mkdir()
+    assert_clean_error(run("data", "--source", str(tmp_path / "pkg"), home=tmp_path / "home"), "no Python files found")
+    assert not (tmp_path / "home" / "datasets" / "LATEST").exists()
+
+
+def test_data_prints_the_dataset_hash(tmp_path: Path, mini_package: Path):
+    result = run("data", "--source", str(mini_package), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    dataset_hash = result.stdout.strip()
+    assert (tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").is_file()
+    manifest = json.loads((tmp_path / "home" / "datasets" / dataset_hash / "manifest.json").read_text())
+    assert manifest["symbols"] == 41 and manifest["hash"] == dataset_hash
+
+
+def test_serve_on_a_busy_port(tmp_path: Path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_clean_error(run("serve", "--port", str(port), home=tmp_path / "home"), f"API port {port} on 127.0.0.1 is not available")
+
+
+def test_serve_with_a_bad_database_url(tmp_path: Path):
+    environment = {**os.environ, "MLOPS_HOME": str(tmp_path / "home"), "DATABASE_URL": "postgresql://qa@127.0.0.1:1/none"}
+    result = subprocess.run([MLOPS, "serve", "--triton-url", "127.0.0.1:1", "--port", str(free_ports(1)[0])], capture_output=True,
+                            text=True, env=environment, timeout=120)
+    assert_clean_error(result, "feedback database postgresql+psycopg://qa@127.0.0.1:1/none is unreachable")
+
+
+def test_stdout_holds_only_the_result_whatever_else_writes_there():
+    """Libraries (print), C code (fd 1) and child processes all write while a command runs; only its result reaches stdout."""
+    program = (
+        "import os, subprocess, sys\n"
+        "from mlops.cli import app, main\n"
+        "from mlops.core.results import result\n"
+        "@app.command('noisy')\n"
+        "def noisy():\n"
+        "    print('a library prints')\n"
+        "    os.write(1, b'C code writes to fd 1\\n')\n"
+        "    subprocess.run(['sh', '-c', 'echo a child process writes'])\n"
+        "    result('the-result')\n"
+        "    print('more after the result')\n"
+        "sys.argv = ['mlops', 'noisy']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "the-result\n"
+    for noise in ("a library prints", "C code writes to fd 1", "a child process writes", "more after the result"):
+        assert noise in done.stderr
+
+
+def test_results_page_prints_the_page_it_wrote(tmp_path: Path):
+    environment = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
+    done = subprocess.run([MLOPS, "results-page", "--out", str(tmp_path / "results.md")], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "results.md")
+    assert "No evaluation report" in (tmp_path / "results.md").read_text()
+    done = subprocess.run([MLOPS, "results-page", "--report", str(tmp_path / "none.json")], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [f"error: --report {tmp_path / 'none.json'}: no such file"]

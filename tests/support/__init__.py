@@ -1,0 +1,1 @@
+"""Helpers the tests share (servers, rendered manifests, Dockerfile replay, builders of API answers); never tests."""
