@@ -102,6 +102,19 @@ def data(
 
 
 @app.command()
+def labelled(
+    source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
+    folder: Annotated[Path | None, typer.Option(help="the labelled set's folder (default: model/mlops/data/labelled)")] = None,
+) -> None:
+    """Check the labelled training questions (symbols exist, no names, no docstring copies, no evaluation questions);
+    print their coverage as JSON."""
+    from mlops.data.labelled import LABELLED_DIR
+    from mlops.pipeline import check_labelled
+
+    result(json.dumps(_run(check_labelled, source, folder or LABELLED_DIR, echo)))
+
+
+@app.command()
 def train(
     dataset: Annotated[str | None, typer.Option(help="dataset hash (default: the latest `mlops data`)")] = None,
     epochs: Annotated[int | None, typer.Option(help=_default(TrainConfig, "epochs"))] = None,

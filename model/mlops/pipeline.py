@@ -8,9 +8,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
-from mlops.data import dataset
-from mlops.data.corpus import extract_symbols, installed_package_root
+from mlops.data import dataset, labelled
+from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 from mlops.evaluation.evaluate import evaluate
 from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import registry, tracking
@@ -27,7 +29,8 @@ STEPS = ("data", "train", "evaluate", "register", "deploy")
 CLUSTER_STEPS = ("publish", "promote", "gitops wait", "smoke", "champion")
 
 
-def build_data(settings: Settings, source: Path | None, echo=print) -> str:
+def read_symbols(source: Path | None, echo=print) -> tuple[Path, list[Symbol]]:
+    """The symbols of the package at ``source`` (default: the installed transformers), read with ``ast``."""
     root = Path(source) if source else installed_package_root()
     echo(f"reading {root}")
     with tqdm(desc="parsing source files", unit="file", leave=False, mininterval=1.0) as bar:
@@ -39,10 +42,32 @@ def build_data(settings: Settings, source: Path | None, echo=print) -> str:
         symbols, failures = extract_symbols(root, progress=advance)
     for failure in failures:
         echo(f"  skipped (does not parse): {failure}")
+    return root, symbols
+
+
+def build_data(settings: Settings, source: Path | None, echo=print) -> str:
+    root, symbols = read_symbols(source, echo)
     dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root))
     echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
          f"{manifest['pairs']['ambiguous']} ambiguous dropped) in {settings.datasets_dir / dataset_hash}")
     return dataset_hash
+
+
+def check_labelled(source: Path | None, folder: Path = labelled.LABELLED_DIR, echo=print) -> dict:
+    """Validate the labelled set against the corpus and the evaluation sets; its coverage, or one error per broken rule."""
+    _, symbols = read_symbols(source, echo)
+    corpus = {s.symbol: s for s in dataset.dedupe_symbols(symbols)}
+    entries = labelled.load_labelled(folder)
+    held_out = [q.question for path in (NATURAL_QUESTIONS, NATURAL_DEV) for q in load_natural_questions(path)]
+    found = labelled.problems(entries, corpus, held_out)
+    for line in found:
+        echo(f"  {line}")
+    report = labelled.coverage(entries, corpus.values())
+    echo(f"labelled set {folder}: {report['questions']} questions; of {report['targets']} symbols to cover, {report['none']} have none,"
+         f" {report['one_or_two']} one or two, {report['three_or_more']} three or more")
+    if found:
+        raise MlopsError(f"{len(found)} labelled questions break the rules (listed above); fix them in {folder}")
+    return report
 
 
 def register_run(settings: Settings, run_id: str | None, echo=print) -> str:

@@ -107,3 +107,20 @@ def test_results_page_prints_the_page_it_wrote(tmp_path: Path):
                           env=environment, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [f"error: --report {tmp_path / 'none.json'}: no such file"]
+
+
+def test_labelled_checks_the_set_and_prints_its_coverage(tmp_path: Path, mini_package: Path):
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    good = {"question": "My run died halfway; how do I keep what the optimizer had learned so far?",
+            "symbols": ["minilib.training.Trainer.save_checkpoint"], "author": "test", "written": "2026-12-02", "rule": "labelled"}
+    (folder / "a.yaml").write_text(json.dumps({"questions": [good]}))
+    done = run("labelled", "--source", str(mini_package), "--folder", str(folder), home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["questions"] == 1 and report["targets"] == report["none"] + report["one_or_two"] + report["three_or_more"]
+    bad = {**good, "question": "When should I call save_checkpoint during training?"}
+    (folder / "a.yaml").write_text(json.dumps({"questions": [good, bad]}))
+    done = run("labelled", "--source", str(mini_package), "--folder", str(folder), home=tmp_path / "home")
+    assert "names the symbol (save_checkpoint)" in done.stderr
+    assert_clean_error(done, "1 labelled questions break the rules (listed above)")
