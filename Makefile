@@ -93,9 +93,9 @@ results: setup
 # The tiers are folders: tests/unit (seconds, no servers or subprocesses: run it every minute), tests/integration (real
 # Triton, MLflow, PostgreSQL, Chromium, S3, torchrun) and tests/deploy (gitops, workflows, images, infra); the `slow`
 # marker (multi-minute) is left out of `make test` and run by `make test-all`.
-# Two test processes: most of the suite waits on servers and subprocesses, and a file's tests stay together
-# (they share its rendered environments and fixtures).
-PYTEST := $(BIN)/pytest -n 2 --dist loadfile
+# Three test processes on CI's two cores: much of the suite waits on servers and subprocesses, so a third keeps the
+# cores busy (timings: docs/operations.md); a file's tests stay together (they share its environments and fixtures).
+PYTEST := $(BIN)/pytest -n 3 --dist loadfile
 
 test: setup tools system-deps
 	$(PYTEST)
