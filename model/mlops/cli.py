@@ -111,7 +111,7 @@ def labelled(
     from mlops.data.labelled import LABELLED_DIR
     from mlops.pipeline import check_labelled
 
-    result(json.dumps(_run(check_labelled, source, folder or LABELLED_DIR, echo)))
+    result(json.dumps(_run(check_labelled, Settings.from_env(), source, folder or LABELLED_DIR, echo)))
 
 
 @app.command()

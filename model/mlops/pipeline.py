@@ -12,7 +12,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset, labelled
 from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
-from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
 from mlops.evaluation.evaluate import evaluate
 from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import registry, tracking
@@ -45,28 +45,38 @@ def read_symbols(source: Path | None, echo=print) -> tuple[Path, list[Symbol]]:
     return root, symbols
 
 
+def checked_labelled_set(settings: Settings, corpus: dict[str, Symbol], folder: Path, missing_ok: bool, echo=print) -> list:
+    """The labelled questions, every rule checked against this corpus and the evaluation sets; one error if any breaks."""
+    entries = labelled.load_labelled(folder)
+    held_out = [q.question for path in (settings.natural_questions or NATURAL_QUESTIONS, settings.natural_dev or NATURAL_DEV,
+                                        NATURAL_FRESH) for q in load_natural_questions(path)]
+    found = labelled.problems(entries, corpus, held_out, missing_ok=missing_ok)
+    for line in found:
+        echo(f"  {line}")
+    if found:
+        raise MlopsError(f"{len(found)} labelled questions break the rules (listed above); fix them in {folder}")
+    return entries
+
+
 def build_data(settings: Settings, source: Path | None, echo=print) -> str:
     root, symbols = read_symbols(source, echo)
-    dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root))
+    corpus = {s.symbol: s for s in dataset.dedupe_symbols(symbols)}
+    entries = checked_labelled_set(settings, corpus, labelled.LABELLED_DIR, missing_ok=True, echo=echo)
+    dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root), labelled_set=entries)
     echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
+         f"{manifest['pairs']['labelled']} labelled pairs from {len(entries)} labelled questions, "
          f"{manifest['pairs']['ambiguous']} ambiguous dropped) in {settings.datasets_dir / dataset_hash}")
     return dataset_hash
 
 
-def check_labelled(source: Path | None, folder: Path = labelled.LABELLED_DIR, echo=print) -> dict:
+def check_labelled(settings: Settings, source: Path | None, folder: Path = labelled.LABELLED_DIR, echo=print) -> dict:
     """Validate the labelled set against the corpus and the evaluation sets; its coverage, or one error per broken rule."""
     _, symbols = read_symbols(source, echo)
     corpus = {s.symbol: s for s in dataset.dedupe_symbols(symbols)}
-    entries = labelled.load_labelled(folder)
-    held_out = [q.question for path in (NATURAL_QUESTIONS, NATURAL_DEV) for q in load_natural_questions(path)]
-    found = labelled.problems(entries, corpus, held_out)
-    for line in found:
-        echo(f"  {line}")
+    entries = checked_labelled_set(settings, corpus, folder, missing_ok=False, echo=echo)
     report = labelled.coverage(entries, corpus.values())
     echo(f"labelled set {folder}: {report['questions']} questions; of {report['targets']} symbols to cover, {report['none']} have none,"
          f" {report['one_or_two']} one or two, {report['three_or_more']} three or more")
-    if found:
-        raise MlopsError(f"{len(found)} labelled questions break the rules (listed above); fix them in {folder}")
     return report
 
 

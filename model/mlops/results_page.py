@@ -20,6 +20,8 @@ SET_NAMES = {
     "natural_dev": "development questions",
     "test": "templated test split",
     "test_trained_rules": "test questions of the trained rules (the gate's encoder check)",
+    "test_labelled": "labelled questions about held-out symbols",
+    "natural_fresh": "fresh natural questions (random symbols, written before any run; sliced by labelled or not)",
 }
 SYSTEM_NAMES = {
     "candidate": "candidate (deployed system)",

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
+from mlops.data.labelled import LabelledQuestion, labelled_pairs
 from mlops.data.questions import Pair, questions_for
 from mlops.data.text import passage
 
@@ -64,11 +65,16 @@ def _jsonl(records: Iterable[BaseModel]) -> str:
     return "".join(r.model_dump_json() + "\n" for r in records)
 
 
-def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str) -> tuple[str, dict]:
-    """Write a new dataset version (atomically) and return its hash and manifest."""
+def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str,
+                  labelled_set: Iterable[LabelledQuestion] = ()) -> tuple[str, dict]:
+    """Write a new dataset version (atomically) and return its hash and manifest. Labelled questions join the rule
+    pairs in their symbol's split, so a labelled question about a test symbol stays in test."""
     symbols = dedupe_symbols(symbols)
     split_by_symbol = {s.symbol: split_of(passage(s)) for s in symbols}
     pairs, stats = make_pairs(symbols)
+    made = {(p.question.lower(), p.symbol) for p in pairs}
+    written = [p for p in labelled_pairs(labelled_set, {s.symbol: s for s in symbols}) if (p.question.lower(), p.symbol) not in made]
+    pairs, stats = pairs + written, {**stats, "labelled": len(written)}
     files = {"corpus.jsonl": _jsonl(symbols)}
     for split in SPLITS:
         chosen = sorted((p for p in pairs if split_by_symbol[p.symbol] == split), key=lambda p: (p.symbol, p.question))

@@ -97,8 +97,10 @@ def near_identical(a: str, b: str) -> bool:
     return bool(x | y) and len(x & y) / len(x | y) >= NEAR_IDENTICAL
 
 
-def problems(entries: Iterable[LabelledQuestion], symbols: dict[str, Symbol], held_out: Iterable[str] = ()) -> list[str]:
-    """Every rule an entry breaks, one line each (empty: the set is good)."""
+def problems(entries: Iterable[LabelledQuestion], symbols: dict[str, Symbol], held_out: Iterable[str] = (),
+             missing_ok: bool = False) -> list[str]:
+    """Every rule an entry breaks, one line each (empty: the set is good). ``missing_ok``: a symbol this corpus
+    lacks is not a problem (another source, or another version of it); its question is simply not used."""
     found, seen = [], Counter()
     held_out = list(held_out)
     for n, entry in enumerate(entries, 1):
@@ -109,7 +111,8 @@ def problems(entries: Iterable[LabelledQuestion], symbols: dict[str, Symbol], he
         for name in entry.symbols:
             symbol = symbols.get(name)
             if symbol is None:
-                found.append(f"{where}: {name} is not in the corpus")
+                if not missing_ok:
+                    found.append(f"{where}: {name} is not in the corpus")
                 continue
             if said := names_the_symbol(entry.question, name):
                 found.append(f"{where}: names the symbol ({said})")

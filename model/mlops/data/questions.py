@@ -20,6 +20,7 @@ _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
 MIN_WORDS = 3
 GENERATED_QUESTION_CHARS = 300
 MAX_ARGUMENT_QUESTIONS = 3  # per symbol, so long signatures do not dominate the data
+TEMPLATED_RULES = frozenset({"what", "how", "summary", "argument"})  # the rules below; labelled questions are written
 
 
 class Pair(BaseModel):

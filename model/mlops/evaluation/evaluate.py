@@ -28,7 +28,9 @@ from mlops.core.errors import GateFailed, MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
-from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.labelled import RULE as LABELLED_RULE
+from mlops.data.questions import TEMPLATED_RULES
 from mlops.evaluation.gate import GATE_SET, GateConfig, decide_gate
 from mlops.lifecycle import registry, tracking
 from mlops.search.encoder import Encoder, base_model_path
@@ -42,6 +44,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here o
 
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SETS = ("test", "natural", "natural_dev")  # the question sets every system is scored on (and printed)
+LABELLED_TEST_SET = "test_labelled"
+FRESH_SET = "natural_fresh"  # sliced by whether its symbol has labelled training questions
 
 
 class QuestionSet(BaseModel):
@@ -50,10 +54,11 @@ class QuestionSet(BaseModel):
     slices: list[str]
 
 
-def _test_set(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None) -> QuestionSet:
-    """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise)."""
+def _test_set(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None,
+              strict: bool = False) -> QuestionSet:
+    """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise, unless ``strict``)."""
     pairs = dataset.load_split(folder, split)
-    if rules and any(p.rule in rules for p in pairs):
+    if rules and (strict or any(p.rule in rules for p in pairs)):
         pairs = [p for p in pairs if p.rule in rules]
     return QuestionSet(
         questions=[p.question for p in pairs], expected=[{p.symbol} for p in pairs], slices=[symbols[p.symbol].category for p in pairs]
@@ -144,12 +149,20 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     by_name = {s.symbol: s for s in corpus}
     trained_rules = _trained_rules(run_id)
     sets = {
-        "test": _test_set(folder, "test", by_name),
+        "test": _test_set(folder, "test", by_name, TEMPLATED_RULES, strict=True),
         "natural": _natural_set(by_name, settings.natural_questions or NATURAL_QUESTIONS),
         "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
         GATE_SET: _test_set(folder, "test", by_name, trained_rules),
     }
-    validation = _test_set(folder, "validation", by_name)
+    labelled_test = _test_set(folder, "test", by_name, {LABELLED_RULE}, strict=True)
+    if labelled_test.questions:  # the labelled questions of held-out symbols: natural wording, never trained on
+        sets[LABELLED_TEST_SET] = labelled_test
+    fresh = load_natural_questions(NATURAL_FRESH)
+    if all(name in by_name for q in fresh for name in q.expected):  # the shipped corpus (not a test's own package)
+        trained_on = {p.symbol for p in dataset.load_split(folder, "train") if p.rule == LABELLED_RULE}
+        sets[FRESH_SET] = QuestionSet(questions=[q.question for q in fresh], expected=[set(q.expected) for q in fresh],
+                                      slices=["labelled" if trained_on & set(q.expected) else "unlabelled" for q in fresh])
+    validation = _test_set(folder, "validation", by_name, TEMPLATED_RULES, strict=True)
     counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
     # The counts show a fallback to the whole split (no rules logged, or none that made a test question).

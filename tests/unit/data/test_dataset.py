@@ -7,6 +7,7 @@ from mlops.core.errors import MlopsError
 from mlops.data import dataset
 from mlops.data.corpus import Symbol, extract_symbols
 from mlops.data.questions import base_verb, questions_for
+from mlops.data.text import passage
 
 
 def _symbols(mini_package: Path) -> list[Symbol]:
@@ -79,3 +80,26 @@ def test_unknown_dataset_and_no_dataset(tmp_path: Path):
         dataset.resolve(tmp_path, None)
     with pytest.raises(MlopsError, match="unknown dataset 'abc'"):
         dataset.resolve(tmp_path, "abc")
+
+
+def test_labelled_questions_join_their_symbols_split_with_provenance(mini_package: Path, tmp_path: Path):
+    import datetime
+
+    from mlops.data.labelled import LabelledQuestion
+
+    symbols = _symbols(mini_package)
+    split_of_symbol = {s.symbol: dataset.split_of(passage(s)) for s in symbols}
+    test_symbol = next(s.symbol for s in symbols if split_of_symbol[s.symbol] == "test")
+    train_symbol = next(s.symbol for s in symbols if split_of_symbol[s.symbol] == "train")
+    written = datetime.date(2026, 12, 2)
+    entries = [LabelledQuestion(question=q, symbols=s, author="me", written=written, rule="labelled") for q, s in [
+        ("a question a user would type about the held-out one", (test_symbol,)),
+        ("a question a user would type about a trained one", (train_symbol, "minilib.gone")),  # not in this corpus: dropped
+    ]]
+    plain_hash, plain = dataset.build_dataset(symbols, tmp_path / "a", source="mini")
+    with_hash, manifest = dataset.build_dataset(symbols, tmp_path / "b", source="mini", labelled_set=entries)
+    assert with_hash != plain_hash and manifest["pairs"]["labelled"] == 2 and manifest["rules"]["labelled"] == 2
+    labelled = {split: [p for p in dataset.load_split(tmp_path / "b" / with_hash, split) if p.rule == "labelled"] for split in dataset.SPLITS}
+    assert [(p.symbol, p.source) for p in labelled["test"]] == [(test_symbol, "written by me on 2026-12-02")]
+    assert [p.symbol for p in labelled["train"]] == [train_symbol] and labelled["validation"] == []
+    assert dataset.build_dataset(symbols, tmp_path / "c", source="mini", labelled_set=())[0] == plain_hash  # none: as before

@@ -9,7 +9,7 @@ import pytest
 
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
-from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
 from mlops.data.labelled import LABELLED_DIR, LabelledQuestion, coverage, labelled_pairs, load_labelled, near_identical, problems
 
 WHEN = datetime.date(2026, 12, 2)
@@ -102,6 +102,6 @@ def test_files_load_in_order_and_a_bad_entry_is_one_line(tmp_path: Path):
 
 def test_the_shipped_set_has_no_evaluation_question():
     """The leakage check on the repository's own files: no labelled question is (nearly) an evaluation question."""
-    held_out = [q.question for path in (NATURAL_QUESTIONS, NATURAL_DEV) for q in load_natural_questions(path)]
+    held_out = [q.question for path in (NATURAL_QUESTIONS, NATURAL_DEV, NATURAL_FRESH) for q in load_natural_questions(path)]
     leaked = [e.question for e in load_labelled(LABELLED_DIR) if any(near_identical(e.question, q) for q in held_out)]
     assert leaked == []

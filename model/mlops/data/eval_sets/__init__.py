@@ -12,6 +12,8 @@ from mlops.core.errors import MlopsError
 NATURAL_QUESTIONS = Path(__file__).with_name("natural_questions.yaml")
 # Written separately for development (failure analysis, comparing variants), so the set above stays for reporting.
 NATURAL_DEV = Path(__file__).with_name("natural_dev.yaml")
+# One question per symbol chosen at random, written before anything ran on them: the labelled set's held-out check.
+NATURAL_FRESH = Path(__file__).with_name("natural_fresh.yaml")
 
 
 class NaturalQuestion(BaseModel):
