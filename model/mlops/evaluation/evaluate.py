@@ -166,8 +166,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
     # The counts show a fallback to the whole split (no rules logged, or none that made a test question).
-    echo(f"  the gate compares the encoders on {len(sets[GATE_SET].questions)} of the {len(sets['test'].questions)} test questions"
-         f" (rules the run trained on: {', '.join(sorted(trained_rules)) or 'none logged'})")
+    echo(f"  the gate compares the encoders on {len(sets[GATE_SET].questions)} test questions of the rules the run trained on"
+         f" ({', '.join(sorted(trained_rules)) or 'none logged'})")
 
     def encode_corpus_with(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
         echo(f"  encoding the corpus with the {label} encoder")
