@@ -7,7 +7,7 @@ wrote it and when, and the rule ``labelled``. The rules a question must keep, ch
 - the question does not name it: neither the identifier (``from_pretrained``, ``GenerationMixin``) nor its
   split into words (``from pretrained``, ``generation mixin``); a one-word name is an ordinary word and may appear;
 - it copies no phrase of four or more words from the symbol's docstring (phrases of function words only aside);
-- it is not an evaluation question, nor nearly one (the natural and development sets are never trained on).
+- it is not an evaluation question, nor nearly one (the natural, development and fresh sets are never trained on).
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
 from mlops.data.questions import Pair
-from mlops.data.text import clean_docstring, identifier_words
+from mlops.data.text import clean_docstring, identifier_words, words
 
 LABELLED_DIR = Path(__file__).with_name("labelled")
 RULE = "labelled"
 COPIED_WORDS = 4  # a run of this many docstring words in a question is a copy
 NEAR_IDENTICAL = 0.8  # word-set overlap (Jaccard) at which two questions count as the same question
-_WORD = re.compile(r"[a-z0-9]+")
 _FUNCTION_WORDS = frozenset(
     "a an the of to in on for from with by at as is are be it its this that these those and or not no do does how can i my "
     "me we our you your what which when where why should would could will into out up if then than so all any each".split())
@@ -63,10 +62,6 @@ def load_labelled(folder: Path = LABELLED_DIR) -> list[LabelledQuestion]:
                 field = ".".join(str(part) for part in error["loc"]) or "entry"
                 raise MlopsError(f"labelled set {path}, entry {n}: {field}: {error['msg']}") from None
     return entries
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def names_the_symbol(question: str, symbol: str) -> str | None:

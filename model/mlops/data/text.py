@@ -10,6 +10,7 @@ from mlops.data.corpus import Symbol
 
 _DOC_LINK = re.compile(r"\[`~?(?:[\w]+\.)*([\w]+)`\]")  # [`~PreTrainedModel.save_pretrained`] -> save_pretrained
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[a-z0-9]+")
 _SPACES = re.compile(r"\s+")
 ARG_LINE = re.compile(r"^\s*(\w+) \((.*)\):\s*(.*)$")  # HF style: "name (`type`, *optional*):" + text here or below
 MAX_SIGNATURE_CHARS = 160
@@ -30,6 +31,11 @@ def clean_docstring(text: str) -> str:
 def summary(docstring: str) -> str:
     """The docstring's first paragraph, cleaned."""
     return clean_docstring(docstring.strip().split("\n\n", 1)[0])
+
+
+def words(text: str) -> list[str]:
+    """Lower-case runs of letters and digits: the words BM25 and the labelled set's checks compare."""
+    return _WORD.findall(text.lower())
 
 
 def identifier_words(name: str) -> str:

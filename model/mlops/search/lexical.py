@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mlops.core.errors import MlopsError
 from mlops.data.text import identifier_words
+from mlops.data.text import words as plain_words
 
 QUERY_EXPANSION_FILE = Path(__file__).with_name("query_expansion.yaml")
 
-_WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN) | {"how", "do", "can", "what", "i", "my", "me", "want"}
 
 
@@ -30,8 +29,7 @@ def _stem(word: str) -> str:
 
 
 def lexical_tokens(text: str) -> list[str]:
-    words = _WORD.findall(identifier_words(text).lower())
-    return [_stem(w) for w in words if w not in _STOPWORDS]
+    return [_stem(w) for w in plain_words(identifier_words(text)) if w not in _STOPWORDS]
 
 
 class QueryExpansion(BaseModel):
