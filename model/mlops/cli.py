@@ -266,10 +266,20 @@ def bench(
     api_seconds: Annotated[int | None, typer.Option(
         help=f"length of the Locust run against the API ({_default(BenchConfig, 'api_seconds')})")] = None,
 ) -> None:
-    """Serving benchmark: Triton vs a naive server vs the in-process bound, and the API under Locust."""
+    """Serving benchmark: Triton vs a naive server vs the in-process bound, the API under Locust, and each encoder
+    variant (torch-fp32, onnx-fp32, onnx-int8) through Triton and in process."""
     from mlops.bench.run import run_bench
 
     _run(run_bench, Settings.from_env(), _options(BenchConfig, requests=requests, api_seconds=api_seconds), echo)
+
+
+@app.command("bench-providers")
+def bench_providers() -> None:
+    """The champion's ONNX encoder under each ONNX Runtime execution provider (CPU; CUDA and TensorRT where the
+    installed onnxruntime has them) at batch sizes 1-64; writes providers.json to the reports folder."""
+    from mlops.bench.providers import bench_providers as run_providers
+
+    _run(run_providers, Settings.from_env(), echo)
 
 
 @app.command("results-page")

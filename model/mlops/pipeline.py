@@ -65,7 +65,8 @@ def build_data(settings: Settings, source: Path | None, echo=print) -> str:
     dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root), labelled_set=entries)
     echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
          f"{manifest['pairs']['labelled']} labelled pairs from {len(entries)} labelled questions, "
-         f"{manifest['pairs']['ambiguous']} ambiguous dropped) in {settings.datasets_dir / dataset_hash}")
+         f"{manifest['pairs']['ambiguous']} ambiguous dropped; {manifest['expansion']['symbols']} train-split symbols index"
+         f" {manifest['expansion']['questions']} labelled questions) in {settings.datasets_dir / dataset_hash}")
     return dataset_hash
 
 

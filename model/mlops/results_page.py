@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
+from mlops.data.eval_sets import FRESH_SET
 
 # The question sets `mlops evaluate` scores every system on, in the order the page shows them.
 SET_NAMES = {
@@ -78,12 +79,24 @@ def _quality(report: dict, source: str) -> list[str]:
         f"- In-process search (encode, fuse, rank; batched): {report['search_questions_per_second']:.0f} questions/s "
         "on the templated test questions.",
     ]
+    lines += ["", f"### Encoder variants (questions encoded by each; the served one is **{report['served_variant']}**)", ""]
+    variant_sets = list(next(iter(report["variants"].values()))["sets"])
+    rows = [[variant, *(f"{_f(f['sets'][w]['recall@5'])} ({f['sets'][w]['delta_recall@5']:+.3f}) / {_f(f['sets'][w]['mrr'])}"
+                        f" ({f['sets'][w]['delta_mrr']:+.3f})" for w in variant_sets),
+             f"{f['questions_per_second']:.0f}", f"{f['bytes'] / 2**20:.1f} MiB" if "bytes" in f else "(torch weights)",
+             "yes" if f["deployable"] else f"no: {f['fault']}"] for variant, f in report["variants"].items()]
+    lines += _table(["variant", *(f"{w} recall@5 / MRR (delta)" for w in variant_sets), "questions/s in process", "graph", "deployable"],
+                    rows)
     for which in sets:
         count = candidate[which]["overall"]["count"]
         lines += ["", f"### {SET_NAMES.get(which, which)} (`{which}`, {count} questions)", ""]
         rows = [[SYSTEM_NAMES.get(name, name), *(_f(system[which]["overall"][m]) for m in METRICS)]
                 for name, system in systems.items() if which in system]
         lines += _table(["system", "recall@1", "recall@5", "recall@10", "MRR"], rows)
+        if which == FRESH_SET:
+            lines += ["", "The deployed system on the fresh questions, by whether their symbol has labelled training questions:", ""]
+            lines += _table(["symbol", "questions", "recall@1", "recall@5", "recall@10", "MRR"],
+                            [[name, str(s["count"]), *(_f(s[m]) for m in METRICS)] for name, s in sorted(candidate[which]["slices"].items())])
     for which in ("natural", "natural_dev"):
         slices = candidate.get(which, {}).get("slices", {})
         if slices:
@@ -115,6 +128,14 @@ def _serving(bench: dict, source: str) -> list[str]:
         lines.append(f"- The API under Locust ({api['users']} users, {api['seconds']} s): {_f(api['qps'], 1)} q/s, "
                      f"p50 {_f(api['p50_ms'], 0)} ms, p95 {_f(api['p95_ms'], 0)} ms, p99 {_f(api['p99_ms'], 0)} ms, "
                      f"{api['failures']} failures in {api['requests']} requests.")
+    variants = bench.get("variants")
+    if variants:
+        levels = sorted((k for k in next(iter(variants.values())) if k.isdigit()), key=int)
+        lines += ["", "Each encoder variant of the same version through Triton (q/s, p95 ms, and q/s against torch-fp32) and in"
+                  " process:", ""]
+        rows = [[variant, *(f"{_f(v[c]['qps'], 1)} / {_f(v[c]['p95_ms'], 0)} / {v[c]['vs_torch']:.2f}x" for c in levels),
+                 _f(v["bound_qps"], 1)] for variant, v in variants.items()]
+        lines += _table(["encoder", *(f"{c} clients" for c in levels), "in-process bound q/s"], rows)
     profile = bench.get("triton_profile")
     if profile and "share" in profile:
         shares = ", ".join(f"{stage} {share:.0%}" for stage, share in profile["share"].items())

@@ -33,7 +33,7 @@ def _scores(hits: list[bool], slices: list[str]) -> dict:
 
 def evaluation_report(run_id: str = "run0123", champion: bool = False) -> dict:
     sets = {"test": ["modeling", "generation"], "natural": ["caches", "training"], "natural_dev": ["caches", "hub"],
-            "test_trained_rules": ["modeling", "modeling"]}
+            "test_trained_rules": ["modeling", "modeling"], "natural_fresh": ["labelled", "unlabelled"]}
     hits = {"candidate": [True, True], "candidate_dense": [True, False], "untuned": [False, True], "bm25": [False, False]}
     if champion:
         hits["champion"] = [True, False]
@@ -47,6 +47,13 @@ def evaluation_report(run_id: str = "run0123", champion: bool = False) -> dict:
         "bm25_weight": 0.3,
         "search_questions_per_second": 287.4,
         "bm25_weight_sweep_validation": {"0.0": 0.81, "0.3": 0.9},
+        "served_variant": "onnx-int8",
+        "variants": {variant: {"sets": {which: {"recall@5": 0.9, "mrr": mrr, "delta_recall@5": 0.0, "delta_mrr": mrr - 0.8}
+                                        for which in ("validation", "natural_dev")},
+                               "questions_per_second": qps, "deployable": fault is None, "fault": fault,
+                               **({"file": "model.onnx", "bytes": 23 * 2**20, "sha256": "ab" * 32} if variant != "torch-fp32" else {})}
+                     for variant, mrr, qps, fault in (("torch-fp32", 0.8, 250.0, None), ("onnx-fp32", 0.8, 300.0, None),
+                                                      ("onnx-int8", 0.795, 500.0, None))},
         "systems": systems,
         "gate": {"passed": True, "reason": "all checks passed", "metric": "mrr", "tolerance": 0.01, "checks": checks},
     }
@@ -62,6 +69,9 @@ def bench_report() -> dict:
     return {
         "model_version": "4", "questions": 50, "cpu_count": 2, "requests_per_level": 480, "bound": {"qps": 100.0},
         "concurrency": concurrency,
+        "variants": {variant: {"bound_qps": bound, **{str(c): {"qps": qps * c ** 0.5, "p95_ms": 40.0 * c, "failures": 0,
+                                                               "vs_torch": ratio} for c in (1, 8)}}
+                     for variant, bound, qps, ratio in (("torch-fp32", 100.0, 28.0, 1.0), ("onnx-int8", 250.0, 70.0, 2.5))},
         "triton_profile": {"samples": 500, "share": {"encoder forward (torch)": 0.89, "BM25": 0.01}},
         "api": {"users": 8, "seconds": 60, "requests": 4000, "failures": 0, "qps": 66.7, "p50_ms": 110.0, "p95_ms": 200.0,
                 "p99_ms": 300.0},
@@ -109,8 +119,11 @@ def test_the_page_shows_every_figure_of_both_reports(tmp_path: Path):
     assert "Quality gate: **passed** (all checks passed; metric `mrr`, tolerance 0.01)" in page
     assert "BM25 fusion weight: 0.3 (chosen on the validation split by `mrr`: 0.0: 0.810, 0.3: 0.900)" in page
     assert "287 questions/s" in page
-    for which, count in (("natural", 2), ("natural_dev", 2), ("test", 2), ("test_trained_rules", 2)):
+    assert "the served one is **onnx-int8**" in page
+    assert "| onnx-int8 | 0.900 (+0.000) / 0.795 (-0.005) | 0.900 (+0.000) / 0.795 (-0.005) | 500 | 23.0 MiB | yes |" in page
+    for which, count in (("natural", 2), ("natural_dev", 2), ("test", 2), ("test_trained_rules", 2), ("natural_fresh", 2)):
         assert f"(`{which}`, {count} questions)" in page
+    assert "| labelled | 1 | 1.000 | 1.000 | 1.000 | 1.000 |\n| unlabelled | 1 | 1.000 |" in page  # the fresh set's split
     assert "| candidate (deployed system) | 1.000 | 1.000 | 1.000 | 1.000 |" in page
     assert "| tuned encoder alone | 0.500 | 0.500 | 0.500 | 0.500 |" in page
     assert "| BM25 | 0.000 | 0.000 | 0.000 | 0.000 |" in page
@@ -119,6 +132,7 @@ def test_the_page_shows_every_figure_of_both_reports(tmp_path: Path):
     assert "In-process bound (batched, no server): 100.0 questions/s" in page
     assert "66.7 q/s, p50 110 ms, p95 200 ms, p99 300 ms, 0 failures in 4000 requests" in page
     assert "encoder forward (torch) 89%, BM25 1%" in page
+    assert "| onnx-int8 | 70.0 / 40 / 2.50x | 198.0 / 320 / 2.50x | 250.0 |" in page
 
 
 def test_a_missing_report_is_said_on_the_page(tmp_path: Path):

@@ -3,7 +3,8 @@
 - bound:  the in-process upper bound: all questions encoded and searched in batches, no server;
 - triton: the real Triton with dynamic batching, driven with tritonclient (async) at each concurrency;
 - naive:  the same model behind a one-request-at-a-time HTTP server (no batching), same clients;
-- api:    the full path (HTTP API -> Triton) under a headless Locust run.
+- api:    the full path (HTTP API -> Triton) under a headless Locust run;
+- variants: each encoder variant of the champion (torch-fp32, onnx-fp32, onnx-int8) through Triton and in process.
 
 While Triton serves 8 concurrent clients, py-spy samples its model processes to say what bounds it.
 
@@ -18,6 +19,7 @@ import asyncio
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ import matplotlib
 from mlops.bench import profile
 from mlops.bench.config import BenchConfig
 from mlops.bench.load import LoadResult, drive
+from mlops.bench.variants import variant_models
 from mlops.core.errors import MlopsError
 from mlops.core.processes import start_group, stop_group
 from mlops.core.settings import Settings
@@ -38,6 +41,7 @@ from mlops.data.eval_sets import load_natural_questions
 from mlops.evaluation.evaluate import search_throughput
 from mlops.lifecycle.registry import served_champion
 from mlops.search.retriever import Retriever
+from mlops.search.settings import TORCH_FP32
 from mlops.serving.gateway import TritonGateway
 from mlops.triton.server import TritonServer, free_ports
 
@@ -114,10 +118,13 @@ def _locust(api_url: str, users: int, seconds: int, out_dir: Path) -> dict:
 
 def _plot(report: dict, path: Path) -> None:
     levels = sorted(int(c) for c in report["concurrency"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
     for system, style in (("triton", "o-"), ("naive", "s--")):
         left.plot(levels, [report["concurrency"][str(c)][system]["qps"] for c in levels], style, label=system)
         right.plot(levels, [report["concurrency"][str(c)][system]["p95_ms"] for c in levels], style, label=system)
+    for variant, figures in report.get("variants", {}).items():
+        left.plot(levels, [figures[str(c)]["qps"] for c in levels], "^:", label=f"triton, {variant} encoder")
+        right.plot(levels, [figures[str(c)]["p95_ms"] for c in levels], "^:", label=f"triton, {variant} encoder")
     left.axhline(report["bound"]["qps"], color="grey", linestyle=":", label="in-process bound")
     if "api" in report:
         left.plot([report["api"]["users"]], [report["api"]["qps"]], "r*", markersize=12, label="API (Locust)")
@@ -190,6 +197,26 @@ def run_bench(settings: Settings, config: BenchConfig, echo=print) -> dict:
             echo(f"  api      Locust, {config.api_users} users for {config.api_seconds} s …")
             report["api"] = _locust(api_url, config.api_users, config.api_seconds, logs)
             echo(_row("api", report["api"]))
+
+    # The same questions through each encoder variant of the champion, on a Triton of their own.
+    repository = logs / "variants"
+    shutil.rmtree(repository, ignore_errors=True)
+    models = variant_models(settings, version, repository, questions, echo)
+    report["variants"] = {variant: {"bound_qps": m["bound_qps"]} for variant, m in models.items()}
+    with TritonServer(repository, logs / "triton-variants") as triton:
+        for variant, m in models.items():
+            triton.load_model(m["model"])
+            for c in config.concurrency:
+                result = asyncio.run(_triton_level(triton.http_url, m["model"], questions, c, config.requests))
+                report["variants"][variant][str(c)] = {"qps": result.qps, "p95_ms": result.p95_ms, "failures": result.failures}
+                echo(_row(variant[:8], result))
+            triton.unload_model(m["model"])  # measured alone: an idle model's instances still hold memory
+    torch_qps = report["variants"][TORCH_FP32]
+    for variant, figures in report["variants"].items():
+        for c in config.concurrency:
+            figures[str(c)]["vs_torch"] = round(figures[str(c)]["qps"] / max(torch_qps[str(c)]["qps"], 1e-9), 2)
+        echo(f"  {variant:<10} through Triton vs torch-fp32: "
+             + ", ".join(f"c={c} {figures[str(c)]['vs_torch']:.2f}x" for c in config.concurrency))
 
     for c, systems in report["concurrency"].items():
         systems["triton_vs_naive"] = round(systems["triton"]["qps"] / max(systems["naive"]["qps"], 1e-9), 2)

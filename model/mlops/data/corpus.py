@@ -40,6 +40,9 @@ class Symbol(BaseModel):
     category: str  # slice used in evaluation, e.g. "generation", "training", "modeling"
     exported: bool = False  # its top-level name is exported by a package __init__ (the public API surface)
     code_words: str = ""  # identifiers its source uses (corpus.code_words): BM25 reads them, the encoder does not
+    # The team's labelled questions about it when it is in the train split (document expansion, filled by the
+    # dataset step): BM25 reads them, and the encoder indexes each as one more chunk.
+    labelled_questions: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

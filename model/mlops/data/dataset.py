@@ -61,6 +61,16 @@ def dedupe_symbols(symbols: Iterable[Symbol]) -> list[Symbol]:
     return sorted(seen.values(), key=lambda s: s.symbol)
 
 
+def expand_documents(symbols: list[Symbol], labelled: Iterable[Pair], split_by_symbol: dict[str, str]) -> list[Symbol]:
+    """Each train-split symbol with its labelled questions (document expansion); held-out symbols keep theirs out
+    of the index, so a held-out labelled question never finds itself."""
+    asked: dict[str, list[str]] = defaultdict(list)
+    for pair in labelled:
+        if split_by_symbol[pair.symbol] == "train":
+            asked[pair.symbol].append(pair.question)
+    return [s.model_copy(update={"labelled_questions": tuple(sorted(asked[s.symbol]))}) if s.symbol in asked else s for s in symbols]
+
+
 def _jsonl(records: Iterable[BaseModel]) -> str:
     return "".join(r.model_dump_json() + "\n" for r in records)
 
@@ -75,6 +85,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str,
     made = {(p.question.lower(), p.symbol) for p in pairs}
     written = [p for p in labelled_pairs(labelled_set, {s.symbol: s for s in symbols}) if (p.question.lower(), p.symbol) not in made]
     pairs, stats = pairs + written, {**stats, "labelled": len(written)}
+    symbols = expand_documents(symbols, written, split_by_symbol)
     files = {"corpus.jsonl": _jsonl(symbols)}
     for split in SPLITS:
         chosen = sorted((p for p in pairs if split_by_symbol[p.symbol] == split), key=lambda p: (p.symbol, p.question))
@@ -91,6 +102,8 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str,
         "pairs": stats,
         "splits": {s: files[f"{s}.jsonl"].count("\n") for s in SPLITS},
         "rules": {r: sum(p.rule == r for p in pairs) for r in sorted({p.rule for p in pairs})},
+        "expansion": {"symbols": sum(bool(s.labelled_questions) for s in symbols),
+                      "questions": sum(len(s.labelled_questions) for s in symbols)},
     }
     target = datasets_dir / dataset_hash
     if not target.exists():

@@ -53,8 +53,8 @@ def passage(symbol: Symbol) -> str:
 
 
 def lexical_passage(symbol: Symbol) -> str:
-    """What BM25 reads: the passage, then the identifiers the symbol's source uses."""
-    return f"{passage(symbol)}\n{symbol.code_words}"
+    """What BM25 reads: the passage, the identifiers the symbol's source uses, and its labelled questions."""
+    return "\n".join([passage(symbol), symbol.code_words, *symbol.labelled_questions])
 
 
 def documented_arguments(docstring: str) -> list[tuple[str, str]]:
@@ -93,7 +93,8 @@ def _argument_chunks(symbol: Symbol) -> list[tuple[str, str]]:
 
 
 def corpus_chunks(symbols: Sequence[Symbol]) -> list[list[str]]:
-    """What the encoder indexes, per symbol: ``encoder_passage``, then one chunk per documented argument.
+    """What the encoder indexes, per symbol: ``encoder_passage``, one chunk per documented argument, then one
+    per labelled question (a question in a user's words matches another user's question better than a docstring).
 
     An argument description that more than ``BOILERPLATE_MAX_SYMBOLS`` symbols share word for word
     (the ``hidden_states`` field that dozens of model-output classes repeat, say) is boilerplate: it cannot tell those
@@ -102,6 +103,7 @@ def corpus_chunks(symbols: Sequence[Symbol]) -> list[list[str]]:
     arguments = [_argument_chunks(s) for s in symbols]
     sharing = Counter(description for chunks in arguments for description in {d for d, _ in chunks})
     return [
-        [encoder_passage(s), *(chunk for description, chunk in chunks if sharing[description] <= BOILERPLATE_MAX_SYMBOLS)]
+        [encoder_passage(s), *(chunk for description, chunk in chunks if sharing[description] <= BOILERPLATE_MAX_SYMBOLS),
+         *s.labelled_questions]
         for s, chunks in zip(symbols, arguments, strict=True)
     ]

@@ -5,7 +5,7 @@ Systems compared on the same corpus and questions:
                    plus the public-API prior: the system that gets deployed
   candidate_dense  the fine-tuned encoder alone
   untuned          all-MiniLM-L6-v2 as shipped, alone
-  bm25             BM25 alone (baselines use no prior)
+  bm25             BM25 alone (the baselines use no prior, and index no labelled questions)
   champion         the registered ``champion`` (its own encoder and weight), if there is one
 Question sets: the dataset's held-out ``test`` split (templated, sliced by category), the
 hand-written natural questions (sliced by topic; reported, never trained on), the hand-written
@@ -28,15 +28,17 @@ from mlops.core.errors import GateFailed, MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
-from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import FRESH_SET, NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
 from mlops.data.labelled import RULE as LABELLED_RULE
 from mlops.data.questions import TEMPLATED_RULES
-from mlops.evaluation.gate import GATE_SET, GateConfig, decide_gate
+from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, VARIANT_METRICS, GateConfig, choose_variant, decide_gate, variant_faults
 from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.onnx_export import export_onnx
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.metrics import KS, score_by_slice
-from mlops.search.retriever import Retriever, corpus_embeddings
-from mlops.search.settings import RetrievalSettings, shipped_settings
+from mlops.search.onnx_encoder import VARIANT_FILES, OnnxEncoder
+from mlops.search.retriever import Retriever, corpus_embeddings, without_labelled_questions
+from mlops.search.settings import TORCH_FP32, RetrievalSettings, shipped_settings
 from mlops.training.config import TrainConfig
 
 matplotlib.use("Agg")
@@ -45,7 +47,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here o
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SETS = ("test", "natural", "natural_dev")  # the question sets every system is scored on (and printed)
 LABELLED_TEST_SET = "test_labelled"
-FRESH_SET = "natural_fresh"  # sliced by whether its symbol has labelled training questions
 
 
 class QuestionSet(BaseModel):
@@ -94,6 +95,23 @@ def choose_bm25_weight(encoder: Encoder, symbols: list[Symbol], embeddings: np.n
     results = {w: score(retriever, validation, retriever.fuse(dense, lexical, w))["overall"][metric] for w in BM25_WEIGHTS}
     best = max(results, key=lambda w: (results[w], -w))
     return best, {str(w): v for w, v in results.items()}
+
+
+def measure_variants(encoders: dict[str, Encoder | OnnxEncoder], settings: RetrievalSettings, symbols: list[Symbol],
+                     embeddings: np.ndarray, sets: dict[str, QuestionSet], speed_questions: list[str]) -> dict[str, dict]:
+    """Each encoder variant as it would serve (the same index, fusion and prior; its own question vectors): recall@5
+    and MRR per set with their deltas against torch-fp32, and in-process questions per second."""
+    measured = {}
+    for variant, encoder in encoders.items():
+        retriever = Retriever.from_settings(settings.model_copy(update={"encoder_variant": variant}), encoder, symbols, embeddings)
+        figures = {which: score(retriever, questions)["overall"] for which, questions in sets.items()}
+        measured[variant] = {"sets": {which: {"recall@5": f["recall_at_5"], "mrr": f["mrr"]} for which, f in figures.items()},
+                             "questions_per_second": search_throughput(retriever, speed_questions)}
+    reference = measured[TORCH_FP32]["sets"]
+    for figures in measured.values():
+        for which, values in figures["sets"].items():
+            values.update({f"delta_{m}": values[m] - reference[which][m] for m in VARIANT_METRICS})
+    return measured
 
 
 def _trained_rules(run_id: str) -> set[str]:
@@ -169,21 +187,39 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     echo(f"  the gate compares the encoders on {len(sets[GATE_SET].questions)} test questions of the rules the run trained on"
          f" ({', '.join(sorted(trained_rules)) or 'none logged'})")
 
-    def encode_corpus_with(label: str, model_dir: Path) -> tuple[Encoder, np.ndarray]:
+    def encode_corpus_with(label: str, model_dir: Path, symbols: list[Symbol] = corpus) -> tuple[Encoder, np.ndarray]:
         echo(f"  encoding the corpus with the {label} encoder")
         encoder = Encoder(model_dir)
-        return encoder, corpus_embeddings(encoder, corpus, settings.cache_dir)
+        return encoder, corpus_embeddings(encoder, symbols, settings.cache_dir)
 
     cand_encoder, cand_emb = encode_corpus_with("candidate", tracking.download(client, run_id, tracking.MODEL_ARTIFACT, settings.cache_dir))
     weight, sweep = choose_bm25_weight(cand_encoder, corpus, cand_emb, validation, config.metric)
     echo(f"  BM25 fusion weight {weight} (validation {config.metric}: {sweep})")
-    base_encoder, base_emb = encode_corpus_with("untuned", base_model_path())
+    out = settings.reports_dir / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    echo("  exporting the candidate encoder to ONNX (graph-optimised fp32, and INT8)")
+    onnx_files = export_onnx(cand_encoder, out / tracking.ONNX_ARTIFACT, echo)
+    encoders = {TORCH_FP32: cand_encoder, **{v: OnnxEncoder(out / tracking.ONNX_ARTIFACT, v) for v in VARIANT_FILES}}
+    variants = measure_variants(encoders, shipped_settings(weight), corpus, cand_emb,
+                                {"validation": validation, "natural_dev": sets["natural_dev"]}, sets["test"].questions)
+    faults = variant_faults(variants)
+    served = choose_variant(variants, faults)
+    for variant, figures in variants.items():
+        figures.update({**onnx_files.get(variant, {}), "deployable": faults[variant] is None, "fault": faults[variant]})
+        echo(f"  {variant}: {figures['questions_per_second']:.0f} questions/s in process; "
+             + "; ".join(f"{which} recall@5 {f['recall@5']:.3f} ({f['delta_recall@5']:+.3f}), MRR {f['mrr']:.3f} ({f['delta_mrr']:+.3f})"
+                         for which, f in figures["sets"].items())
+             + ("" if faults[variant] is None else f"; not deployable: {faults[variant]}"))
+    echo(f"  serving {served}: the fastest whose loss is at most {VARIANT_MAX_LOSS} on every set")
+    # Baselines are the plain methods: no fusion, no public-API prior, no query or document expansion.
+    plain, plain_emb = without_labelled_questions(corpus, cand_emb)
+    base_encoder, base_emb = encode_corpus_with("untuned", base_model_path(), plain)
     retrievers = {
-        "candidate": Retriever.from_settings(shipped_settings(weight), cand_encoder, corpus, cand_emb),
-        # Baselines are the plain methods: no fusion, no public-API prior, no query expansion.
-        "candidate_dense": Retriever(cand_encoder, corpus, cand_emb, 0.0, public_api_prior=0.0),
-        "untuned": Retriever(base_encoder, corpus, base_emb, 0.0, public_api_prior=0.0),
-        "bm25": Retriever(None, corpus, None, 1.0, public_api_prior=0.0),
+        "candidate": Retriever.from_settings(shipped_settings(weight).model_copy(update={"encoder_variant": served}),
+                                             encoders[served], corpus, cand_emb),
+        "candidate_dense": Retriever(cand_encoder, plain, plain_emb, 0.0, public_api_prior=0.0),
+        "untuned": Retriever(base_encoder, plain, base_emb, 0.0, public_api_prior=0.0),
+        "bm25": Retriever(None, plain, None, 1.0, public_api_prior=0.0),
     }
     champion = registry.by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:
@@ -204,11 +240,11 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         "bm25_weight": weight,
         "search_questions_per_second": throughput,
         "bm25_weight_sweep_validation": sweep,
+        "served_variant": served,
+        "variants": variants,
         "systems": systems,
         "gate": {"passed": passed, "reason": reason, "metric": config.metric, "tolerance": config.tolerance, "checks": checks},
     }
-    out = settings.reports_dir / run_id
-    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     plots = _plot(systems, out)
     _log(client, run_id, report, out, plots, retrievers["candidate"].settings)
@@ -231,8 +267,13 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path], retrie
             metrics[f"baseline_{name}_natural_recall_at_5"] = system["natural"]["overall"]["recall_at_5"]
     metrics["search_questions_per_second"] = report["search_questions_per_second"]
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(out / "report.json"), "evaluation")
+        mlflow.log_artifacts(str(out / tracking.ONNX_ARTIFACT), tracking.ONNX_ARTIFACT)  # export takes the served variant from here
+        for variant, figures in report["variants"].items():
+            metrics[f"variant_{variant}_questions_per_second"] = figures["questions_per_second"]
+            for which, values in figures["sets"].items():
+                metrics.update({f"variant_{variant}_{which}_{m.replace('@', '_at_')}": values[m] for m in VARIANT_METRICS})
+        mlflow.log_metrics(metrics)
         for plot in plots:
             mlflow.log_artifact(str(plot), "evaluation")
         tracking.log_retrieval_settings(client, run_id, retrieval.digest(), retrieval.model_dump())  # before the verdict
@@ -240,6 +281,7 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path], retrie
             tracking.TAG_GATE: "passed" if report["gate"]["passed"] else "failed",
             tracking.TAG_GATE_REASON: report["gate"]["reason"],
             tracking.TAG_BM25_WEIGHT: str(report["bm25_weight"]),
+            tracking.TAG_ENCODER_VARIANT: report["served_variant"],
         })
 
 

@@ -38,3 +38,27 @@ def decide_gate(systems: dict, config: GateConfig) -> tuple[bool, str, list[dict
         return True, "all checks passed", checks
     c = failed[0]
     return False, f"{c['check']} is false ({c['values'][0]:.4f} vs {c['values'][1]:.4f})", checks
+
+
+# An encoder variant (ONNX, INT8) may lose at most this much recall@5 or MRR against the torch encoder it was made
+# from, on the validation split and on the development questions, fused as it serves.
+VARIANT_MAX_LOSS = 0.01
+VARIANT_METRICS = ("recall@5", "mrr")
+
+
+def variant_faults(measured: dict[str, dict]) -> dict[str, str | None]:
+    """Per variant, the first loss over ``VARIANT_MAX_LOSS`` as one line, or None: it may be deployed.
+
+    ``measured`` maps a variant to ``{"sets": {set: {"delta_recall@5": ..., "delta_mrr": ...}}}``."""
+    faults: dict[str, str | None] = {}
+    for variant, figures in measured.items():
+        faults[variant] = next((f"{variant} loses {-deltas[f'delta_{m}']:.4f} {m} on {which} (at most {VARIANT_MAX_LOSS})"
+                                for which, deltas in figures["sets"].items() for m in VARIANT_METRICS
+                                if deltas[f"delta_{m}"] < -VARIANT_MAX_LOSS), None)
+    return faults
+
+
+def choose_variant(measured: dict[str, dict], faults: dict[str, str | None]) -> str:
+    """The fastest variant in process (``questions_per_second``) among those accurate enough."""
+    allowed = [v for v in measured if faults[v] is None]
+    return max(allowed, key=lambda v: measured[v]["questions_per_second"])

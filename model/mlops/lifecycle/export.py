@@ -1,8 +1,8 @@
 """Export a registered model version as a Triton model-repository version folder.
 
 ``<repository>/<name>/config.pbtxt`` and ``<repository>/<name>/<version>/``: the python-backend
-adapter (``model.py``) plus everything ``Retriever.load`` needs (encoder, corpus, embeddings,
-and the fusion weight, prior and thesaurus the version was evaluated with). Built only from what
+adapter (``model.py``) plus everything ``Retriever.load`` needs (the question encoder of the variant evaluate chose,
+corpus, embeddings, and the fusion weight, prior and thesaurus the version was evaluated with). Built only from what
 MLflow holds, so any machine with access to the tracking server can export it, and exports it
 the same whatever its checkout.
 """
@@ -19,7 +19,9 @@ from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.lifecycle import registry, tracking
 from mlops.search.encoder import Encoder
+from mlops.search.onnx_encoder import OnnxEncoder
 from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.settings import TORCH_FP32
 from mlops.triton.config import render_model_config
 
 # The python-backend adapter; copied, not imported (it needs Triton's stub to import).
@@ -34,7 +36,12 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     encoder = Encoder(model_dir)
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
-    retriever = Retriever.from_settings(registry.measured_settings(version), encoder, symbols, embeddings)
+    measured = registry.measured_settings(version)
+    if measured.encoder_variant != TORCH_FP32:  # questions are encoded by the ONNX graph evaluate measured
+        onnx_dir = tracking.download(client, version.run_id, tracking.ONNX_ARTIFACT, settings.cache_dir)
+        echo(f"  serving the {measured.encoder_variant} encoder")
+        encoder = OnnxEncoder(onnx_dir, measured.encoder_variant)
+    retriever = Retriever.from_settings(measured, encoder, symbols, embeddings)
     return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),

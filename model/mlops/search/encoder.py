@@ -17,13 +17,11 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from mlops.core.errors import MlopsError
+from mlops.search.settings import QUERY_BATCH, QUERY_MAX_TOKENS, TORCH_FP32
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from a folder, never from a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 transformers_logging.disable_progress_bar()  # per-load weight bars drown the pipeline's own progress
-
-QUERY_MAX_TOKENS = 64
-PASSAGE_MAX_TOKENS = 128
 
 
 def base_model_path() -> Path:
@@ -46,8 +44,11 @@ def model_fingerprint(path: Path) -> str:
 
 
 class Encoder:
-    def __init__(self, path: Path, device: str | None = None):
+    variant = TORCH_FP32
+    def __init__(self, path: Path, device: str | None = None, threads: int | None = None):
         path = Path(path)
+        if threads:
+            torch.set_num_threads(threads)  # torch's pool is per process
         if not (path / "config.json").is_file():
             raise MlopsError(f"no model at {path} (config.json missing); train or export one first")
         self.path = path
@@ -87,8 +88,7 @@ class Encoder:
                 progress(len(idx))
         return out
 
-    def encode_queries(self, questions: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        # 32: bigger batches pad more and leave the CPU's cache (docs/experiments.md, "Speed").
+    def encode_queries(self, questions: Sequence[str], batch_size: int = QUERY_BATCH) -> np.ndarray:
         return self.encode(questions, QUERY_MAX_TOKENS, batch_size=batch_size)
 
     def save(self, path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import ValidationError
@@ -20,9 +21,12 @@ from mlops.core.errors import MlopsError
 from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
 from mlops.data.corpus import Symbol
 from mlops.data.text import clean_docstring, corpus_chunks, lexical_passage
-from mlops.search.encoder import PASSAGE_MAX_TOKENS, Encoder, model_fingerprint
+from mlops.search.encoder import Encoder, model_fingerprint
 from mlops.search.lexical import BM25Index, QueryExpansion
-from mlops.search.settings import PUBLIC_API_PRIOR, RetrievalSettings
+from mlops.search.settings import PASSAGE_MAX_TOKENS, PUBLIC_API_PRIOR, TORCH_FP32, RetrievalSettings
+
+if TYPE_CHECKING:
+    from mlops.search.onnx_encoder import OnnxEncoder
 
 ANSWER_TEXT_CHARS = 1200
 
@@ -30,11 +34,13 @@ ANSWER_TEXT_CHARS = 1200
 class Retriever:
     """Score = (1 - w) * cosine + w * BM25 / (max BM25 of that question) + prior * (symbol is exported).
 
+    The cosine is the symbol's best chunk, a labelled-question chunk counting ``labelled_chunk_discount`` less.
     BM25 reads the question expanded by ``query_expansion`` (None: the question's own words only).
     """
 
-    def __init__(self, encoder: Encoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
-                 public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = None):
+    def __init__(self, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
+                 public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = None,
+                 labelled_chunk_discount: float = 0.0):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
@@ -46,15 +52,23 @@ class Retriever:
         self.chunk_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         if embeddings is not None and embeddings.shape[0] != sum(counts):
             raise MlopsError(f"{embeddings.shape[0]} embeddings for {sum(counts)} passage chunks; re-export the model")
+        self.labelled_chunk_discount = labelled_chunk_discount
+        # corpus_chunks puts a symbol's labelled questions last among its chunks.
+        self.chunk_bias = np.zeros(sum(counts), dtype=np.float32)
+        for end, symbol in zip(np.cumsum(counts), symbols, strict=True):
+            self.chunk_bias[end - len(symbol.labelled_questions):end] = -labelled_chunk_discount
         self.bm25_weight = bm25_weight
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
         self.bm25 = BM25Index([lexical_passage(s) for s in symbols], query_expansion)
 
     @classmethod
-    def from_settings(cls, settings: RetrievalSettings, encoder: Encoder | None, symbols: list[Symbol],
+    def from_settings(cls, settings: RetrievalSettings, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol],
                       embeddings: np.ndarray | None) -> Retriever:
-        return cls(encoder, symbols, embeddings, settings.bm25_weight, settings.public_api_prior, settings.query_expansion)
+        if encoder is not None and encoder.variant != settings.encoder_variant:
+            raise MlopsError(f"the settings ask for the {settings.encoder_variant} encoder, not {encoder.variant}")
+        return cls(encoder, symbols, embeddings, settings.bm25_weight, settings.public_api_prior, settings.query_expansion,
+                   settings.labelled_chunk_discount)
 
     @property
     def query_expansion(self) -> QueryExpansion | None:
@@ -62,13 +76,15 @@ class Retriever:
 
     @property
     def settings(self) -> RetrievalSettings:
-        return RetrievalSettings(bm25_weight=self.bm25_weight, public_api_prior=self.public_api_prior, query_expansion=self.query_expansion)
+        return RetrievalSettings(bm25_weight=self.bm25_weight, public_api_prior=self.public_api_prior, query_expansion=self.query_expansion,
+                                 labelled_chunk_discount=self.labelled_chunk_discount,
+                                 encoder_variant=self.encoder.variant if self.encoder else TORCH_FP32)
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
         dense = None
         if self.encoder is not None:
-            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T
+            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T + self.chunk_bias
             dense = np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
         lexical = np.stack([self.bm25.scores(q) for q in questions])
         lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
@@ -128,7 +144,7 @@ class Retriever:
         (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path) -> Retriever:
+    def load(cls, folder: Path, threads: int | None = None) -> Retriever:
         folder = Path(folder)
         settings_file = folder / "retrieval.json"
         if not settings_file.is_file():
@@ -143,7 +159,24 @@ class Retriever:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise MlopsError(f"{settings_file}: {where} is invalid ({error['msg']}); re-export the model") from None
-        return cls.from_settings(retrieval, Encoder(folder / "encoder"), symbols, embeddings)
+        return cls.from_settings(retrieval, query_encoder(folder / "encoder", retrieval.encoder_variant, threads), symbols, embeddings)
+
+
+def without_labelled_questions(symbols: list[Symbol], embeddings: np.ndarray | None) -> tuple[list[Symbol], np.ndarray | None]:
+    """The corpus and its chunk embeddings without the labelled-question chunks: the index of the plain methods."""
+    keep = np.concatenate([np.arange(len(chunks)) < len(chunks) - len(s.labelled_questions)
+                           for chunks, s in zip(corpus_chunks(symbols), symbols, strict=True)])
+    plain = [s.model_copy(update={"labelled_questions": ()}) for s in symbols]
+    return plain, (None if embeddings is None else embeddings[keep])
+
+
+def query_encoder(folder: Path, variant: str, threads: int | None = None) -> Encoder | OnnxEncoder:
+    """The encoder of ``variant`` saved in ``folder`` (by ``Encoder.save`` or ``OnnxEncoder.save``)."""
+    if variant == TORCH_FP32:
+        return Encoder(folder, threads=threads)
+    from mlops.search.onnx_encoder import OnnxEncoder  # onnxruntime only where an ONNX variant is served
+
+    return OnnxEncoder(folder, variant, threads)
 
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:

@@ -29,8 +29,9 @@ from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.text import passage
 from mlops.lifecycle import tracking
-from mlops.search.encoder import QUERY_MAX_TOKENS, Encoder, base_model_path
+from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.lexical import BM25Index
+from mlops.search.settings import QUERY_MAX_TOKENS
 from mlops.training.config import TrainConfig
 
 LOG_EVERY = 5

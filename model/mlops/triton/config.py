@@ -3,7 +3,7 @@
 Its inputs and output are the wire contract of :mod:`mlops.core.wire`. Dynamic batching lets Triton hand
 concurrent requests to the model together, so it encodes them in one pass.
 
-On CPU, ``instance_count`` model instances with ``intra_op_threads`` torch threads each (one per core) beat
+On CPU, ``instance_count`` model instances with ``intra_op_threads`` threads each (torch or ONNX Runtime) (one per core) beat
 one instance using every core, whose threads contend with Triton's own (docs/experiments.md).
 """
 

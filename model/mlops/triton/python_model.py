@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import triton_python_backend_utils as pb_utils
 
 from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
@@ -39,11 +38,10 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         parameters = json.loads(args["model_config"]).get("parameters", {})
         threads = parameters.get("intra_op_threads", {}).get("string_value")
-        if threads:
-            torch.set_num_threads(int(threads))  # per instance: instances x threads = cores (see config.py)
-        # Triton's "model_repository" is this model's folder; the version folder holds the retriever.
+        # Triton's "model_repository" is this model's folder; the version folder holds the retriever. Threads are
+        # per instance: instances x threads = cores (see config.py), for torch or ONNX Runtime alike.
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.retriever = Retriever.load(version_dir)
+        self.retriever = Retriever.load(version_dir, threads=int(threads) if threads else None)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         # Bad input fails only its own request; the rest of the batch is still answered.

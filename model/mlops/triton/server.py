@@ -277,6 +277,19 @@ class TritonServer:
                 raise self._failure(f"model {name!r} loaded but was not ready 30 s later")
             time.sleep(0.2)
 
+    def unload_model(self, name: str) -> None:
+        """Unload ``name`` and wait until Triton no longer reports it ready (its instances have stopped)."""
+        client = self._running_client()
+        try:
+            client.unload_model(name, unload_dependents=True)
+        except InferenceServerException as e:
+            raise MlopsError(f"Triton could not unload model {name!r}: {_reason(e.message())} (log: {self.log_path})") from None
+        deadline = time.monotonic() + 30
+        while client.is_model_ready(name):
+            if time.monotonic() > deadline:
+                raise self._failure(f"model {name!r} was still ready 30 s after its unload")
+            time.sleep(0.2)
+
     def _running_client(self) -> httpclient.InferenceServerClient:
         if self._proc is None or self._client is None:
             raise MlopsError("the Triton server has not been started: call start() or use it as a context manager")

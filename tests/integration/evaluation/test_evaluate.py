@@ -37,7 +37,17 @@ def test_gate_blocks_a_broken_candidate(settings: Settings):
     assert tags[tracking.TAG_GATE] == "failed"
     # What the candidate was measured with is logged with the run, under its digest.
     logged = RetrievalSettings.model_validate(tracking.load_retrieval_settings(run_id, tags[tracking.TAG_RETRIEVAL]))
-    assert logged == shipped_settings(report["bm25_weight"]) and logged.digest() == tags[tracking.TAG_RETRIEVAL]
+    served = report["served_variant"]
+    assert logged == shipped_settings(report["bm25_weight"]).model_copy(update={"encoder_variant": served})
+    assert logged.digest() == tags[tracking.TAG_RETRIEVAL] and tags[tracking.TAG_ENCODER_VARIANT] == served
+    # Every variant was measured against torch-fp32 on both sets; the ONNX graphs are logged with their digests.
+    variants = report["variants"]
+    assert list(variants) == ["torch-fp32", "onnx-fp32", "onnx-int8"] and variants[served]["deployable"]
+    assert all(set(v["sets"]) == {"validation", "natural_dev"} and v["deployable"] == (v["fault"] is None) for v in variants.values())
+    assert variants["torch-fp32"]["sets"]["validation"]["delta_mrr"] == 0.0
+    logged_graphs = {a.path: a.file_size for a in client.list_artifacts(run_id, tracking.ONNX_ARTIFACT)}
+    for variant in ("onnx-fp32", "onnx-int8"):
+        assert logged_graphs[f"{tracking.ONNX_ARTIFACT}/{variants[variant]['file']}"] == variants[variant]["bytes"]
     with pytest.raises(MlopsError, match="cannot be registered: gate failed"):
         register_run(settings, run_id, echo=lambda *_: None)
     assert client.search_model_versions(f"name = '{settings.model_name}'") == []

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from mlops.ask import ask
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.lifecycle import deploy as deploy_module
-from mlops.lifecycle import registry
+from mlops.lifecycle import registry, tracking
 from mlops.lifecycle.deploy import deploy
+from mlops.lifecycle.onnx_export import export_onnx
 from mlops.pipeline import register_run
+from mlops.search.encoder import Encoder
 from mlops.search.retriever import Retriever
-from support.lifecycle import assert_unchanged, shifted, trained_and_passed
+from mlops.search.settings import shipped_settings
+from mlops.training.config import TrainConfig
+from mlops.training.train import train
+from support.lifecycle import FAST, assert_unchanged, pass_gate, shifted, trained_and_passed
 
 
 def test_deploy_makes_the_candidate_the_champion_on_triton(settings: Settings, champion):
@@ -61,3 +67,22 @@ def test_failed_deploys_leave_champion_and_export_alone(settings: Settings, cham
     monkeypatch.undo()
     assert_unchanged(settings, client, version, before)
     assert not list(settings.triton_dir.glob("staging-*"))
+
+
+def test_an_onnx_int8_version_is_served_by_triton_as_it_was_measured(settings: Settings, tmp_path: Path):
+    """The real tritonserver loads the INT8 graph in its python backend, and its answers equal the in-process ones."""
+    client = tracking.configure(settings)
+    run_id = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
+    export_onnx(Encoder(tracking.download(client, run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)), tmp_path / "onnx",
+                echo=lambda *_: None)
+    with mlflow.start_run(run_id=run_id):  # as evaluate logs them
+        mlflow.log_artifacts(str(tmp_path / "onnx"), tracking.ONNX_ARTIFACT)
+    pass_gate(settings, run_id, shipped_settings(0.3).model_copy(update={"encoder_variant": "onnx-int8"}))
+    version = register_run(settings, run_id, echo=lambda *_: None)
+    lines: list[str] = []
+    deploy(settings, version, echo=lines.append)
+    assert "  serving the onnx-int8 encoder" in lines and any("contract test passed" in line for line in lines)
+    served = sorted(p.name for p in (settings.triton_repository / settings.model_name / version / "encoder").iterdir())
+    assert "model-int8.onnx" in served and "model.safetensors" not in served
+    answers, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
+    assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"

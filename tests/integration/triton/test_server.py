@@ -57,7 +57,8 @@ class Retriever:
         self.calls = version_dir / "search_calls.jsonl"
 
     @classmethod
-    def load(cls, version_dir):
+    def load(cls, version_dir, threads=None):
+        (version_dir / "threads").write_text(str(threads))
         return cls(version_dir)
 
     def search(self, questions, top_k):
@@ -151,6 +152,8 @@ def test_adapter_answers_a_batch_with_one_search_and_trims_per_request(qa_model:
     calls = [json.loads(line) for line in (repo / "qa" / "1" / "search_calls.jsonl").read_text().splitlines()]
     assert sum(c["n"] for c in calls) == len(questions)
     assert len(calls) < len(questions), "concurrent requests were not batched into one search"
+    # The config's intra_op_threads reach the retriever (torch or ONNX Runtime sizes its pool by them).
+    assert (repo / "qa" / "1" / "threads").read_text() == "1"  # render_model_config's default
 
 
 def _raw_request(question: str, top_k: int | None) -> list[httpclient.InferInput]:

@@ -102,4 +102,7 @@ def test_labelled_questions_join_their_symbols_split_with_provenance(mini_packag
     labelled = {split: [p for p in dataset.load_split(tmp_path / "b" / with_hash, split) if p.rule == "labelled"] for split in dataset.SPLITS}
     assert [(p.symbol, p.source) for p in labelled["test"]] == [(test_symbol, "written by me on 2026-12-02")]
     assert [p.symbol for p in labelled["train"]] == [train_symbol] and labelled["validation"] == []
+    # Document expansion: only the train-split symbol indexes its question; the held-out one never finds its own.
+    expanded = {s.symbol: s.labelled_questions for s in dataset.load_corpus(tmp_path / "b" / with_hash) if s.labelled_questions}
+    assert expanded == {train_symbol: ("a question a user would type about a trained one",)}
     assert dataset.build_dataset(symbols, tmp_path / "c", source="mini", labelled_set=())[0] == plain_hash  # none: as before

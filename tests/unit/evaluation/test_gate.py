@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols
 from mlops.evaluation.evaluate import _test_set
-from mlops.evaluation.gate import GATE_SET, GateConfig, decide_gate
+from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, GateConfig, choose_variant, decide_gate, variant_faults
 
 
 def _systems(**mrr: tuple[float, float]) -> dict:
@@ -41,3 +41,21 @@ def test_gate_question_set_follows_the_logged_rules_and_falls_back_to_the_whole_
     every = [p.question for p in pairs]
     assert questions(set()) == every  # nothing logged: the whole split
     assert questions({"no-such-rule"}) == every  # logged rules that made no question here: the whole split too
+
+
+def _variants(**losses: tuple[float, float, float]) -> dict:
+    """Variant -> (recall@5 delta on validation, MRR delta on the development questions, questions per second)."""
+    return {name: {"sets": {"validation": {"delta_recall@5": r5, "delta_mrr": 0.0}, "natural_dev": {"delta_recall@5": 0.0, "delta_mrr": mrr}},
+                   "questions_per_second": qps} for name, (r5, mrr, qps) in losses.items()}
+
+
+def test_a_variant_that_loses_more_than_the_rule_allows_is_not_served_however_fast():
+    measured = _variants(**{"torch-fp32": (0.0, 0.0, 250.0), "onnx-fp32": (0.0, -0.002, 300.0), "onnx-int8": (-0.004, -0.0125, 600.0)})
+    faults = variant_faults(measured)
+    assert faults == {"torch-fp32": None, "onnx-fp32": None,
+                      "onnx-int8": f"onnx-int8 loses 0.0125 mrr on natural_dev (at most {VARIANT_MAX_LOSS})"}
+    assert choose_variant(measured, faults) == "onnx-fp32"
+    measured["onnx-int8"]["sets"]["natural_dev"]["delta_mrr"] = -VARIANT_MAX_LOSS  # exactly at the limit is allowed
+    assert choose_variant(measured, variant_faults(measured)) == "onnx-int8"
+    slow = _variants(**{"torch-fp32": (0.0, 0.0, 250.0), "onnx-fp32": (0.0, 0.0, 240.0), "onnx-int8": (-0.02, 0.0, 600.0)})
+    assert choose_variant(slow, variant_faults(slow)) == "torch-fp32"

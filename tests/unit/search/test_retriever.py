@@ -112,6 +112,33 @@ def test_bm25_reads_the_words_of_a_symbol_code(symbols):
     assert Retriever(None, symbols, None, 1.0).search(question, 1)[0][0]["symbol"] == "minilib.distributed.init_process_group"
 
 
+def test_a_symbol_indexes_its_labelled_questions_for_bm25_and_the_encoder(encoder: Encoder, symbols, tmp_path: Path):
+    question = ["keep the two machines talking while one of them is busy?"]
+    target = next(i for i, s in enumerate(symbols) if s.symbol == "minilib.distributed.init_process_group")
+    plain = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, tmp_path), 0.0, public_api_prior=0.0)
+    before = [Retriever(None, symbols, None, 1.0, public_api_prior=0.0).search(question, 1)[0][0]["symbol"],
+              plain.search(question, 1)[0][0]["symbol"]]
+    asked = ("how do I keep two machines talking while one is busy with a long step",)
+    symbols[target] = symbols[target].model_copy(update={"labelled_questions": asked})
+    assert corpus_chunks([symbols[target]])[0][-1] == asked[0]  # one more encoder chunk per question
+    assert symbols[target].symbol not in before
+    assert Retriever(None, symbols, None, 1.0, public_api_prior=0.0).search(question, 1)[0][0]["symbol"] == symbols[target].symbol
+    embeddings = corpus_embeddings(encoder, symbols, tmp_path)
+    dense = Retriever(encoder, symbols, embeddings, bm25_weight=0.0, public_api_prior=0.0)
+    assert dense.search(question, 1)[0][0]["symbol"] == symbols[target].symbol
+    # A labelled-question chunk counts the discount less than a documentation chunk of the same cosine.
+    discounted = Retriever(encoder, symbols, embeddings, bm25_weight=0.0, public_api_prior=0.0, labelled_chunk_discount=0.25)
+    cosines = encoder.encode_queries(question)[0] @ embeddings.T
+    first = discounted.chunk_starts[target]
+    last = first + len(corpus_chunks(symbols)[target])
+    expected = max(cosines[first:last - 1].max(), cosines[last - 1] - 0.25)
+    assert discounted.components(question)[0][0, target] == pytest.approx(expected, abs=1e-6) != cosines[first:last].max()
+    export = tmp_path / "export"
+    discounted.save(export, {})
+    loaded = Retriever.load(export)  # the export carries the questions and the discount to Triton
+    assert loaded.symbols[target].labelled_questions == asked and loaded.labelled_chunk_discount == 0.25
+
+
 def test_loading_something_that_is_not_an_export(tmp_path: Path):
     with pytest.raises(MlopsError, match="not an exported model"):
         Retriever.load(tmp_path)

@@ -1,0 +1,103 @@
+"""The encoder exported to ONNX with the real torch.onnx and ONNX Runtime: what it writes, how close each variant's
+vectors are to torch's, that its tokenizer is the Transformers one, and that an export round-trips to the same answers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops.core.errors import MlopsError
+from mlops.data.corpus import extract_symbols
+from mlops.lifecycle import onnx_export
+from mlops.lifecycle.onnx_export import export_onnx
+from mlops.search.encoder import Encoder, base_model_path
+from mlops.search.onnx_encoder import VARIANT_FILES, OnnxEncoder
+from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.settings import QUERY_MAX_TOKENS, shipped_settings
+
+QUESTIONS = [
+    "How do I stop generation when a certain word appears?",
+    "save my fine-tuned model and its tokenizer to a folder",
+    "which object keeps the keys and values that grow at every step " * 8,  # longer than QUERY_MAX_TOKENS: truncated
+    "lr",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(base_model_path(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("onnx") / "onnx"
+    return folder, export_onnx(encoder, folder, echo=lambda _: None)
+
+
+def test_the_export_writes_each_variant_with_its_size_and_digest_and_nothing_else(exported):
+    folder, files = exported
+    assert set(files) == set(VARIANT_FILES)
+    for variant, entry in files.items():
+        graph = folder / VARIANT_FILES[variant]
+        assert entry == {"file": graph.name, "bytes": graph.stat().st_size, "sha256": hashlib.sha256(graph.read_bytes()).hexdigest()}
+    assert files["onnx-int8"]["bytes"] < files["onnx-fp32"]["bytes"] / 3  # weights in one byte instead of four
+    assert not (folder / onnx_export.RAW_GRAPH).exists() and (folder / "tokenizer.json").is_file()
+    assert [p.name for p in folder.parent.iterdir()] == ["onnx"]  # no staging folder left behind
+
+
+def test_the_onnx_tokenizer_gives_what_the_transformers_tokenizer_gives(encoder: Encoder, exported):
+    onnx = OnnxEncoder(exported[0], "onnx-fp32")
+    theirs = {name: tensor.numpy() for name, tensor in encoder.tokenize(QUESTIONS, QUERY_MAX_TOKENS).items()}
+    ours = onnx._tokenize(QUESTIONS, QUERY_MAX_TOKENS)
+    assert set(ours) == set(theirs) and theirs["input_ids"].shape[1] == QUERY_MAX_TOKENS
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def test_fp32_matches_torch_and_int8_stays_close(encoder: Encoder, exported):
+    reference = encoder.encode_queries(QUESTIONS)
+    fp32 = OnnxEncoder(exported[0], "onnx-fp32").encode_queries(QUESTIONS)
+    int8 = OnnxEncoder(exported[0], "onnx-int8").encode_queries(QUESTIONS)
+    # Fused kernels reorder float sums: fp32 agrees to rounding. INT8 weights move each vector a little (cosine 0.98
+    # here for "lr", 0.99 at worst on the natural and development questions); whether that changes answers is
+    # evaluate's accuracy rule.
+    assert np.sum(fp32 * reference, axis=1).min() > 0.99999
+    assert 0.97 < np.sum(int8 * reference, axis=1).min() < 0.99999
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, rtol=1e-5)
+    # One question per run: a question's INT8 vector does not depend on the batch it comes in (Triton batches differently).
+    alone = np.concatenate([OnnxEncoder(exported[0], "onnx-int8").encode_queries([q]) for q in QUESTIONS])
+    np.testing.assert_array_equal(alone, int8)
+
+
+def test_an_onnx_export_answers_as_the_retriever_it_was_saved_from(encoder: Encoder, exported, mini_package: Path, tmp_path: Path):
+    symbols = extract_symbols(mini_package, include=(), exclude=())[0]
+    embeddings = corpus_embeddings(encoder, symbols, tmp_path / "cache")
+    settings = shipped_settings(0.3).model_copy(update={"encoder_variant": "onnx-int8"})
+    retriever = Retriever.from_settings(settings, OnnxEncoder(exported[0], "onnx-int8"), symbols, embeddings)
+    retriever.save(tmp_path / "export", {})
+    saved = sorted(p.name for p in (tmp_path / "export" / "encoder").iterdir())
+    assert VARIANT_FILES["onnx-int8"] in saved and "model.safetensors" not in saved and VARIANT_FILES["onnx-fp32"] not in saved
+    loaded = Retriever.load(tmp_path / "export", threads=1)
+    assert loaded.settings.model_dump() == retriever.settings.model_dump() and loaded.encoder.variant == "onnx-int8"
+    assert loaded.search(QUESTIONS, 5) == retriever.search(QUESTIONS, 5)
+    with pytest.raises(MlopsError, match="settings ask for the onnx-int8 encoder, not torch-fp32"):
+        Retriever.from_settings(settings, encoder, symbols, embeddings)
+
+
+def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(encoder: Encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import onnxruntime.quantization
+
+    target = tmp_path / "onnx"
+    target.mkdir()
+    (target / "previous").write_text("kept")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("quantiser failed")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken)
+    with pytest.raises(RuntimeError, match="quantiser failed"):
+        export_onnx(encoder, target, echo=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"] and (target / "previous").read_text() == "kept"
