@@ -106,7 +106,7 @@ def labelled(
     source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
     folder: Annotated[Path | None, typer.Option(help="the labelled set's folder (default: model/mlops/data/labelled)")] = None,
 ) -> None:
-    """Check the labelled training questions (symbols exist, no names, no docstring copies, no evaluation questions);
+    """Check the labelled questions (symbols exist, no names, no docstring copies, no evaluation questions);
     print their coverage as JSON."""
     from mlops.data.labelled import LABELLED_DIR
     from mlops.pipeline import check_labelled

@@ -77,7 +77,8 @@ def check_labelled(settings: Settings, source: Path | None, folder: Path = label
     entries = checked_labelled_set(settings, corpus, folder, missing_ok=False, echo=echo)
     report = labelled.coverage(entries, corpus.values())
     echo(f"labelled set {folder}: {report['questions']} questions; of {report['targets']} symbols to cover, {report['none']} have none,"
-         f" {report['one_or_two']} one or two, {report['three_or_more']} three or more")
+         f" {report['one_or_two']} one or two, {report['three_or_more']} three or more; of all {report['corpus']['symbols']}"
+         f" symbols, {report['corpus']['none']} have none")
     return report
 
 

@@ -94,7 +94,8 @@ def _quality(report: dict, source: str) -> list[str]:
                 for name, system in systems.items() if which in system]
         lines += _table(["system", "recall@1", "recall@5", "recall@10", "MRR"], rows)
         if which == FRESH_SET:
-            lines += ["", "The deployed system on the fresh questions, by whether their symbol has labelled training questions:", ""]
+            lines += ["", "The deployed system on the fresh questions, by whether their symbol has labelled questions in the train"
+                      " split (trained on or indexed):", ""]
             lines += _table(["symbol", "questions", "recall@1", "recall@5", "recall@10", "MRR"],
                             [[name, str(s["count"]), *(_f(s[m]) for m in METRICS)] for name, s in sorted(candidate[which]["slices"].items())])
     for which in ("natural", "natural_dev"):
@@ -135,7 +136,7 @@ def _serving(bench: dict, source: str) -> list[str]:
                   " process:", ""]
         rows = [[variant, *(f"{_f(v[c]['qps'], 1)} / {_f(v[c]['p95_ms'], 0)} / {v[c]['vs_torch']:.2f}x" for c in levels),
                  _f(v["bound_qps"], 1)] for variant, v in variants.items()]
-        lines += _table(["encoder", *(f"{c} clients" for c in levels), "in-process bound q/s"], rows)
+        lines += [*_table(["encoder", *(f"{c} clients" for c in levels), "in-process bound q/s"], rows), ""]
     profile = bench.get("triton_profile")
     if profile and "share" in profile:
         shares = ", ".join(f"{stage} {share:.0%}" for stage, share in profile["share"].items())

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import psutil
 
-# (stage, function on the stack) in order of precedence: a stack in Encoder.embed is also in Retriever.rank.
+# (stage, function on the stack) in order of precedence: a stack in Encoder.embed is also in Retriever.rank, one in
+# OnnxEncoder._tokenize also in OnnxEncoder.encode.
 STAGES = (
     ("encoder forward (torch)", "Encoder.embed"),
     ("tokenization", "Encoder.tokenize"),
+    ("tokenization", "OnnxEncoder._tokenize"),
+    ("encoder forward (ONNX Runtime)", "OnnxEncoder.encode"),
     ("BM25", "BM25Index.scores"),
     ("fuse and rank", "Retriever.rank"),
     ("answers to JSON", "TritonPythonModel.execute"),

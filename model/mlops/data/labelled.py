@@ -1,7 +1,8 @@
 """The labelled training set: natural questions written by the team for the symbols they answer.
 
 Each file under ``labelled/`` holds entries of the question (in a user's words), the symbol(s) that answer it, who
-wrote it and when, and the rule ``labelled``. The rules a question must keep, checked by :func:`problems`:
+wrote it and when, and the rule ``labelled``; a file with ``train: false`` at its top holds questions that index their
+symbols without being trained on. The rules a question must keep, checked by :func:`problems`:
 
 - the symbol is in the corpus;
 - the question does not name it: neither the identifier (``from_pretrained``, ``GenerationMixin``) nor its
@@ -29,6 +30,10 @@ from mlops.data.text import clean_docstring, identifier_words, words
 
 LABELLED_DIR = Path(__file__).with_name("labelled")
 RULE = "labelled"
+# The questions of a file that says `train: false` only index their symbol (document expansion): training on the
+# questions about symbols outside the public API added little and took the pipeline past 10 minutes.
+INDEX_RULE = "labelled-index"
+RULES = (RULE, INDEX_RULE)
 COPIED_WORDS = 4  # a run of this many docstring words in a question is a copy
 NEAR_IDENTICAL = 0.8  # word-set overlap (Jaccard) at which two questions count as the same question
 _FUNCTION_WORDS = frozenset(
@@ -44,6 +49,7 @@ class LabelledQuestion(BaseModel):
     author: str = Field(min_length=1)
     written: datetime.date
     rule: Literal["labelled"]
+    train: bool = True  # False: the question indexes its symbol but is no training pair (set by its file)
 
 
 def load_labelled(folder: Path = LABELLED_DIR) -> list[LabelledQuestion]:
@@ -51,12 +57,15 @@ def load_labelled(folder: Path = LABELLED_DIR) -> list[LabelledQuestion]:
     entries: list[LabelledQuestion] = []
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
-            items = yaml.safe_load(path.read_text(encoding="utf-8"))["questions"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            items, train = document["questions"], document.get("train", True)
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
             raise MlopsError(f"labelled set {path} is unreadable: {str(exc).splitlines()[0]}") from None
+        if not isinstance(train, bool):
+            raise MlopsError(f"labelled set {path}: train must be true or false, not {train!r}")
         for n, item in enumerate(items, 1):
             try:
-                entries.append(LabelledQuestion.model_validate(item))
+                entries.append(LabelledQuestion.model_validate({"train": train, **item}))
             except ValidationError as exc:
                 error = exc.errors()[0]
                 field = ".".join(str(part) for part in error["loc"]) or "entry"
@@ -127,14 +136,19 @@ def coverage_targets(symbols: Iterable[Symbol]) -> list[Symbol]:
 
 
 def coverage(entries: Iterable[LabelledQuestion], symbols: Iterable[Symbol]) -> dict:
-    """How many questions each target symbol has: counts of symbols with 0, 1-2 and 3+ questions."""
+    """How many questions each target symbol has (counts of symbols with 0, 1-2 and 3+ questions), and how many
+    symbols of the whole corpus have none."""
+    symbols = list(symbols)
     per_symbol = Counter(name for entry in entries for name in entry.symbols)
     counts = [per_symbol[s.symbol] for s in coverage_targets(symbols)]
     return {"targets": len(counts), "none": counts.count(0), "one_or_two": sum(1 <= c <= 2 for c in counts),
-            "three_or_more": sum(c >= 3 for c in counts), "questions": sum(per_symbol.values())}
+            "three_or_more": sum(c >= 3 for c in counts), "questions": sum(per_symbol.values()),
+            "corpus": {"symbols": len(symbols), "none": sum(per_symbol[s.symbol] == 0 for s in symbols)}}
 
 
 def labelled_pairs(entries: Iterable[LabelledQuestion], symbols: dict[str, Symbol]) -> list[Pair]:
-    """Training pairs with their provenance (author and date); one pair per answering symbol in the corpus."""
-    return [Pair(question=entry.question, symbol=name, rule=RULE, source=f"written by {entry.author} on {entry.written}")
+    """Pairs with their provenance (author and date); one per answering symbol in the corpus. A question that only
+    indexes its symbol gets ``INDEX_RULE``, which no training configuration names."""
+    return [Pair(question=entry.question, symbol=name, rule=RULE if entry.train else INDEX_RULE,
+                 source=f"written by {entry.author} on {entry.written}")
             for entry in entries for name in entry.symbols if name in symbols]

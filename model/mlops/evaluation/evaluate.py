@@ -29,7 +29,7 @@ from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
 from mlops.data.eval_sets import FRESH_SET, NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
-from mlops.data.labelled import RULE as LABELLED_RULE
+from mlops.data.labelled import RULES as LABELLED_RULES
 from mlops.data.questions import TEMPLATED_RULES
 from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, VARIANT_METRICS, GateConfig, choose_variant, decide_gate, variant_faults
 from mlops.lifecycle import registry, tracking
@@ -172,14 +172,14 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
         GATE_SET: _test_set(folder, "test", by_name, trained_rules),
     }
-    labelled_test = _test_set(folder, "test", by_name, {LABELLED_RULE}, strict=True)
+    labelled_test = _test_set(folder, "test", by_name, set(LABELLED_RULES), strict=True)
     if labelled_test.questions:  # the labelled questions of held-out symbols: natural wording, never trained on
         sets[LABELLED_TEST_SET] = labelled_test
     fresh = load_natural_questions(NATURAL_FRESH)
     if all(name in by_name for q in fresh for name in q.expected):  # the shipped corpus (not a test's own package)
-        trained_on = {p.symbol for p in dataset.load_split(folder, "train") if p.rule == LABELLED_RULE}
+        indexed = {p.symbol for p in dataset.load_split(folder, "train") if p.rule in LABELLED_RULES}  # and expanded
         sets[FRESH_SET] = QuestionSet(questions=[q.question for q in fresh], expected=[set(q.expected) for q in fresh],
-                                      slices=["labelled" if trained_on & set(q.expected) else "unlabelled" for q in fresh])
+                                      slices=["labelled" if indexed & set(q.expected) else "unlabelled" for q in fresh])
     validation = _test_set(folder, "validation", by_name, TEMPLATED_RULES, strict=True)
     counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")

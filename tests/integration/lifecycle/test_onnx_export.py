@@ -101,3 +101,39 @@ def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(encoder: E
     with pytest.raises(RuntimeError, match="quantiser failed"):
         export_onnx(encoder, target, echo=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"] and (target / "previous").read_text() == "kept"
+
+
+def test_a_broken_quantisation_is_refused_and_an_accurate_variant_serves(encoder: Encoder, exported, mini_package: Path,
+                                                                         tmp_path: Path):
+    """The INT8 graph with its weight scales scrambled (a quantiser bug): the accuracy rule, measured as evaluate
+    measures it, refuses the variant however fast it is, and an accurate one serves."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from mlops.data import dataset
+    from mlops.evaluation.evaluate import _test_set, measure_variants
+    from mlops.evaluation.gate import choose_variant, variant_faults
+
+    broken = tmp_path / "broken"
+    shutil.copytree(exported[0], broken)
+    graph = onnx.load(str(broken / VARIANT_FILES["onnx-int8"]))
+    scales = [t for t in graph.graph.initializer if t.name.endswith("_scale") and t.data_type == onnx.TensorProto.FLOAT]
+    assert scales, "the INT8 graph has no weight scales to scramble"
+    rng = np.random.default_rng(0)
+    for tensor in scales:
+        value = numpy_helper.to_array(tensor)
+        tensor.CopyFrom(numpy_helper.from_array((value * np.exp(rng.uniform(-2, 2, value.shape))).astype(value.dtype), tensor.name))
+    onnx.save(graph, str(broken / VARIANT_FILES["onnx-int8"]))
+    symbols = extract_symbols(mini_package, include=(), exclude=())[0]
+    folder = tmp_path / "data" / dataset.build_dataset(symbols, tmp_path / "data", source="mini")[0]
+    by_name = {s.symbol: s for s in symbols}
+    sets = {"validation": _test_set(folder, "train", by_name), "natural_dev": _test_set(folder, "test", by_name)}
+    encoders = {"torch-fp32": encoder, "onnx-fp32": OnnxEncoder(broken, "onnx-fp32"), "onnx-int8": OnnxEncoder(broken, "onnx-int8")}
+    measured = measure_variants(encoders, shipped_settings(0.0), symbols, corpus_embeddings(encoder, symbols, tmp_path / "cache"),
+                                sets, sets["validation"].questions)
+    faults = variant_faults(measured)
+    assert faults["onnx-fp32"] is None and measured["onnx-fp32"]["sets"]["validation"]["delta_mrr"] == pytest.approx(0, abs=1e-6)
+    assert faults["onnx-int8"] is not None and faults["onnx-int8"].startswith("onnx-int8 loses ")
+    assert choose_variant(measured, faults) != "onnx-int8"

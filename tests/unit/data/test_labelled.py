@@ -10,7 +10,7 @@ import pytest
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
-from mlops.data.labelled import LABELLED_DIR, LabelledQuestion, coverage, labelled_pairs, load_labelled, near_identical, problems
+from mlops.data.labelled import INDEX_RULE, LABELLED_DIR, LabelledQuestion, coverage, labelled_pairs, load_labelled, near_identical, problems
 
 WHEN = datetime.date(2026, 12, 2)
 
@@ -76,7 +76,10 @@ def test_coverage_counts_exported_symbols_and_documented_methods_of_exported_cla
     entries.append(entry("what keeps my experiments repeatable", "pkg.utils.set_seed"))
     # Targets: the two exported classes, set_seed, and the three documented methods of exported classes; _init_weights is
     # documented too (the rule is about documentation, not underscores).
-    assert coverage(entries, CORPUS.values()) == {"targets": 7, "none": 5, "one_or_two": 1, "three_or_more": 1, "questions": 4}
+    internal = symbol("pkg.parallel.split_layers", "function", "Split the layers across ranks.")  # not a target
+    entries.append(entry("which ranks get which layers when I shard the network", internal.symbol))
+    assert coverage(entries, [*CORPUS.values(), internal]) == {"targets": 7, "none": 5, "one_or_two": 1, "three_or_more": 1,
+                                                               "questions": 5, "corpus": {"symbols": 8, "none": 5}}
 
 
 def test_pairs_keep_their_provenance():
@@ -97,6 +100,18 @@ def test_files_load_in_order_and_a_bad_entry_is_one_line(tmp_path: Path):
         load_labelled(tmp_path)
     (tmp_path / "c.yaml").write_text("questions: [unclosed\n")
     with pytest.raises(MlopsError, match="c.yaml is unreadable"):
+        load_labelled(tmp_path)
+
+
+def test_a_file_that_says_train_false_only_indexes_its_symbols(tmp_path: Path):
+    (tmp_path / "internals.yaml").write_text("train: false\nquestions:\n  - {question: 'How do I reload my saved network?', "
+                                             "symbols: [pkg.modeling.PreTrainedModel.from_pretrained], author: me, "
+                                             "written: 2026-12-01, rule: labelled}\n")
+    (entry_read,) = load_labelled(tmp_path)
+    assert entry_read.train is False
+    assert [p.rule for p in labelled_pairs([entry_read], CORPUS)] == [INDEX_RULE]  # no training config names this rule
+    (tmp_path / "internals.yaml").write_text("train: sometimes\nquestions: []\n")
+    with pytest.raises(MlopsError, match="train must be true or false, not 'sometimes'"):
         load_labelled(tmp_path)
 
 

@@ -14,7 +14,7 @@ NATURAL_QUESTIONS = Path(__file__).with_name("natural_questions.yaml")
 NATURAL_DEV = Path(__file__).with_name("natural_dev.yaml")
 # One question per symbol chosen at random, written before anything ran on them: the labelled set's held-out check.
 NATURAL_FRESH = Path(__file__).with_name("natural_fresh.yaml")
-FRESH_SET = "natural_fresh"  # its name in report.json, sliced by whether the symbol has labelled training questions
+FRESH_SET = "natural_fresh"  # its name in report.json, sliced by whether the symbol has train-split labelled questions
 
 
 class NaturalQuestion(BaseModel):
