@@ -33,6 +33,7 @@ from mlops.data.labelled import RULES as LABELLED_RULES
 from mlops.data.questions import TEMPLATED_RULES
 from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, VARIANT_METRICS, GateConfig, choose_variant, decide_gate, variant_faults
 from mlops.lifecycle import registry, tracking
+from mlops.lifecycle.export import served_query_encoder
 from mlops.lifecycle.onnx_export import export_onnx
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.metrics import KS, score_by_slice
@@ -227,7 +228,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
             f"champion (version {champion.version})", tracking.download(client, champion.run_id, tracking.MODEL_ARTIFACT, settings.cache_dir)
         )
         # As it serves: with the settings it was evaluated with, which may be an older thesaurus than the candidate's.
-        retrievers["champion"] = Retriever.from_settings(registry.measured_settings(champion), champ_encoder, corpus, champ_emb)
+        retrievers["champion"] = Retriever.from_settings(registry.measured_settings(champion),
+                                                         served_query_encoder(settings, client, champion, champ_encoder), corpus, champ_emb)
 
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)

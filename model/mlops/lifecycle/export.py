@@ -37,17 +37,23 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
     measured = registry.measured_settings(version)
-    if measured.encoder_variant != TORCH_FP32:  # questions are encoded by the ONNX graph evaluate measured
-        onnx_dir = tracking.download(client, version.run_id, tracking.ONNX_ARTIFACT, settings.cache_dir)
+    if measured.encoder_variant != TORCH_FP32:
         echo(f"  serving the {measured.encoder_variant} encoder")
-        encoder = OnnxEncoder(onnx_dir, measured.encoder_variant)
-    retriever = Retriever.from_settings(measured, encoder, symbols, embeddings)
+    retriever = Retriever.from_settings(measured, served_query_encoder(settings, client, version, encoder), symbols, embeddings)
     return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),
         "git_sha": version.tags.get("git_sha"),
     })
 
+
+
+def served_query_encoder(settings: Settings, client: MlflowClient, version: ModelVersion, encoder: Encoder) -> Encoder | OnnxEncoder:
+    """What encodes the questions for ``version``: ``encoder`` (its torch model), or the ONNX graph evaluate measured."""
+    variant = registry.measured_settings(version).encoder_variant
+    if variant == TORCH_FP32:
+        return encoder
+    return OnnxEncoder(tracking.download(client, version.run_id, tracking.ONNX_ARTIFACT, settings.cache_dir), variant)
 
 
 def write_model_version(repository: Path, name: str, version: str, retriever: Retriever, manifest: dict | None = None) -> Path:
