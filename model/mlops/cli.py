@@ -47,6 +47,10 @@ def _run(step, *args, **kwargs):
     except MlopsError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from None
+    except PermissionError as exc:  # a folder another user made: MLOPS_HOME, a mount, a clone
+        typer.secho(f"error: permission denied on {exc.filename}: this user (uid {os.getuid()}) cannot write there; "
+                    "give it the folder, or set MLOPS_HOME to one it owns", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         raise typer.Exit(130) from None

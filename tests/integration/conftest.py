@@ -12,6 +12,13 @@ from mlops.lifecycle import registry, tracking
 from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import build_data, register_run
 from support.lifecycle import folder_digest, trained_and_passed
+from support.pod_user import PodUser, make_pod_user
+
+
+@pytest.fixture(scope="session")
+def pod_user(tmp_path_factory: pytest.TempPathFactory) -> PodUser | None:
+    """The images' non-root user (uid 1000) with an interpreter it can run; None where this machine cannot switch users."""
+    return make_pod_user(tmp_path_factory.mktemp("pod-user"))
 
 
 @pytest.fixture

@@ -124,3 +124,17 @@ def test_labelled_checks_the_set_and_prints_its_coverage(tmp_path: Path, mini_pa
     done = run("labelled", "--source", str(mini_package), "--folder", str(folder), home=tmp_path / "home")
     assert "names the symbol (save_checkpoint)" in done.stderr
     assert_clean_error(done, "1 labelled questions break the rules (listed above)")
+
+
+def test_a_folder_the_user_cannot_write_is_one_clear_line(tmp_path: Path, mini_package: Path, pod_user):
+    """As the images' user (uid 1000), with MLOPS_HOME made by root: the case of a mount the runtime made."""
+    if pod_user is None:
+        pytest.skip("this machine cannot run a command as another user (see the warning)")
+    from support.pod_user import can_traverse
+
+    home = tmp_path / "home"
+    home.mkdir()
+    can_traverse(mini_package)
+    done = subprocess.run([str(pod_user.mlops), "data", "--source", str(mini_package)], capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLOPS_HOME": str(home)}, **pod_user.run_kwargs())
+    assert_clean_error(done, f"permission denied on {home}")

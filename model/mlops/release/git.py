@@ -8,6 +8,12 @@ from pathlib import Path
 from mlops.core.errors import MlopsError
 
 
+def _reason(done: subprocess.CompletedProcess) -> str:
+    """Git's own reason: its first fatal/error line (advice and the transport's closing lines follow it)."""
+    lines = [line.strip() for line in (done.stderr.strip() or done.stdout.strip()).splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else f"exit {done.returncode}")
+
+
 class GitRepo:
     def __init__(self, path: Path) -> None:
         try:
@@ -19,8 +25,7 @@ class GitRepo:
     def run(self, *args: str) -> str:
         done = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
         if done.returncode != 0:
-            reason = (done.stderr.strip() or done.stdout.strip()).splitlines()
-            raise MlopsError(f"git {args[0]} failed: {reason[-1] if reason else f'exit {done.returncode}'}")
+            raise MlopsError(f"git {args[0]} failed: {_reason(done)}")
         return done.stdout
 
     def require_clean(self) -> None:

@@ -18,10 +18,17 @@ args, `{{...}}` filled as Argo fills them, in an environment built as the pod's 
 - outputs: a task's `outputs.result` is its whole stdout less one trailing newline (Argo v4.0.4,
   workflow/executor/executor.go CaptureScriptResult), and only a successful task has one.
 
+- user: as the template's securityContext says, uid/gid 1000 with fsGroup 1000 (support/pod_user.py: an interpreter
+  that user can run, with this checkout's packages). A trainer pod's root is images/trainer/Dockerfile replayed
+  (support/dockerfiles.py: its accounts and the folders it makes, with their owners); what Argo's executor writes
+  (artifacts, clones) belongs to the pod's user, and a folder the runtime makes for a mount is root's.
+
 Declared departures: the corpus is the small fixture package (`data --source`, `train --batch-size 8`) and its natural
 questions (MLOPS_NATURAL_QUESTIONS/_DEV); the smoke test's URL is the local API; `gitops wait` gets
-`--service-account` (the pod's /var/run/secrets/kubernetes.io/serviceaccount, made here). The pods run as this
-process's user, not uid 1000.
+`--service-account` (the pod's /var/run/secrets/kubernetes.io/serviceaccount, made here); the pods' git trusts the
+bare remote that stands for GitHub (`safe.directory` in GIT_CONFIG_GLOBAL: root owns it). Where this machine cannot
+switch users (not root, or no interpreter uid 1000 can run), the pods run as this process's user and a warning says
+so.
 """
 
 from __future__ import annotations
@@ -42,8 +49,10 @@ from mlflow.tracking import MlflowClient
 from mlops.core.settings import Settings
 from mlops.lifecycle import registry
 from mlops.triton.server import TritonServer
+from support import dockerfiles
 from support.kubernetes import FakeKubernetesApi, application
 from support.lifecycle import pass_gate
+from support.pod_user import PodUser, can_traverse, share_remote
 from support.services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
 from support.workflows import DOCS, TEMPLATE, dag_order, templates
 
@@ -82,9 +91,13 @@ class Argo:
     """Runs the template's tasks as Argo would (module docstring) and records each task's result."""
 
     def __init__(self, tmp: Path, parameters: dict[str, str], cluster: dict[str, str], secrets: dict[str, dict[str, str]],
-                 remote: Path, extra_env: dict[str, str], kube: FakeKubernetesApi | None = None):
+                 remote: Path, extra_env: dict[str, str], user: PodUser | None, kube: FakeKubernetesApi | None = None):
         self.tmp, self.parameters, self.cluster, self.secrets, self.remote = tmp, parameters, cluster, secrets, remote
-        self.extra_env, self.kube = extra_env, kube
+        self.extra_env, self.user, self.kube = dict(extra_env), user, kube
+        if user:
+            can_traverse(tmp)  # the pods below it are the pod user's
+            self.extra_env.update(share_remote(remote))
+            self.extra_env.update(share_remote(remote))
         self.image_env, self.workdir = image_environment(build_args={"GIT_SHA": "0" * 40})
         self.results: dict[str, str] = {}
         self.outputs: dict[tuple[str, str], Path] = {}
@@ -106,7 +119,7 @@ class Argo:
         return EXPRESSION.sub(value, text)
 
     def environment(self, pod: Pod, container: dict, inputs: dict[str, str], trainer: bool) -> dict[str, str]:
-        env = {"PATH": f"{Path(MLOPS).parent}{os.pathsep}{os.environ['PATH']}"}
+        env = {"PATH": f"{self.user.bin if self.user else Path(MLOPS).parent}{os.pathsep}{os.environ['PATH']}"}
         if trainer:
             env["HOME"] = str(pod.path("/work"))  # the trainer user's home (useradd --home-dir /work)
             env.update({k: str(pod.path(v)) if v.startswith("/") else v for k, v in self.image_env.items()})
@@ -128,9 +141,15 @@ class Argo:
         inputs = {p["name"]: self.fill(p["value"], {}) for p in task.get("arguments", {}).get("parameters", [])}
         pod = self.pods[task["name"]] = self.pod(task["name"])
         shutil.rmtree(pod.root, ignore_errors=True)
-        pod.path(self.workdir).mkdir(parents=True)
-        if self.kube:  # the service account's token, automounted in every pod
-            self.kube.service_account(pod.path(SERVICE_ACCOUNT))
+        container = template.get("container") or template["script"]
+        image = self.fill(container["image"], inputs)
+        trainer = "script" not in template
+        if trainer and self.user:  # the image's file system: the folders it makes, with their owners
+            dockerfiles.replay(dockerfiles.load(DOCKERFILE), pod.root)
+        pod.path(self.workdir).mkdir(parents=True, exist_ok=True)
+        if self.kube:  # the service account's token, automounted in every pod, readable by its fsGroup
+            for file in self.kube.service_account(pod.path(SERVICE_ACCOUNT)).iterdir():
+                file.chmod(0o644)
         sources = {a["name"]: a["from"] for a in task.get("arguments", {}).get("artifacts", [])}
         for artifact in template.get("inputs", {}).get("artifacts", []):
             target = pod.path(artifact["path"])
@@ -140,21 +159,24 @@ class Argo:
             else:
                 producer, name = re.fullmatch(r"\{\{tasks\.([\w-]+)\.outputs\.artifacts\.([\w-]+)\}\}", sources[artifact["name"]]).groups()
                 shutil.copytree(self.outputs[(producer, name)], target)
-        container = template.get("container") or template["script"]
-        image = self.fill(container["image"], inputs)
-        if "script" in template:  # Argo writes the source to a file and runs command + that file
+            if self.user:
+                self.user.own(target)
+        if not trainer:  # Argo writes the source to a file and runs command + that file
             script = pod.path("/argo/staging/script")
             script.parent.mkdir(parents=True)
             script.write_text(self.fill(template["script"]["source"], inputs))
-            argv = [sys.executable if word == "python" else word for word in container["command"]] + [str(script)]
+            python = str(self.user.python) if self.user else sys.executable
+            argv = [python if word == "python" else word for word in container["command"]] + [str(script)]
         else:
             assert container["command"] == ["mlops"] and TRAINER_IMAGE.fullmatch(image), image
-            argv = [MLOPS, *[self.fill(str(a), inputs) for a in container["args"]], *extra_args]
+            mlops = str(self.user.mlops) if self.user else MLOPS
+            argv = [mlops, *[self.fill(str(a), inputs) for a in container["args"]], *extra_args]
             argv = [(replace or {}).get(a, a) for a in argv]
         cwd = pod.path(container.get("workingDir", self.workdir))
         cwd.mkdir(parents=True, exist_ok=True)
-        env = self.environment(pod, container, inputs, trainer="script" not in template)
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+        env = self.environment(pod, container, inputs, trainer)
+        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+                              **(self.user.run_kwargs() if self.user else {}))
         self.done[task["name"]] = done
         if done.returncode == 0:
             out = done.stdout
@@ -169,14 +191,14 @@ class Argo:
 IMAGES = '# staging runs\nimages:\n  triton:\n    tag: "{triton}"   # the release tag\n  api:\n    tag: {api}\n'
 
 
-def image_step(tmp_path: Path, given: str, images: str) -> subprocess.CompletedProcess:
+def image_step(tmp_path: Path, given: str, images: str, user: PodUser | None) -> subprocess.CompletedProcess:
     seed = tmp_path / "seed"
     (seed / "gitops/envs/staging/values").mkdir(parents=True)
     (seed / "gitops/envs/staging/values/images.yaml").write_text(images)
     git(tmp_path, "init", "--quiet", "-b", "main", str(seed))
     git(seed, "add", ".")
     git(seed, "-c", "user.email=a@b", "-c", "user.name=seed", "commit", "--quiet", "-m", "seed")
-    argo = Argo(tmp_path, {"image-tag": given}, {}, {}, seed, {})
+    argo = Argo(tmp_path, {"image-tag": given}, {}, {}, seed, {}, user)
     return argo.run(dag_order()[0])
 
 
@@ -186,8 +208,8 @@ def image_step(tmp_path: Path, given: str, images: str) -> subprocess.CompletedP
     ("", "v1.4.0", "'v1.4.0'", "v1.4.0"),
     ("v2.0.0", "", '""', "v2.0.0"),                # the first release
 ])
-def test_the_image_step_prints_the_tag_this_run_uses(tmp_path: Path, given: str, triton: str, api: str, printed: str):
-    done = image_step(tmp_path, given, IMAGES.format(triton=triton, api=api))
+def test_the_image_step_prints_the_tag_this_run_uses(tmp_path: Path, given: str, triton: str, api: str, printed: str, pod_user):
+    done = image_step(tmp_path, given, IMAGES.format(triton=triton, api=api), pod_user)
     assert done.returncode == 0, done.stderr
     assert done.stdout == printed + "\n"
 
@@ -197,19 +219,19 @@ def test_the_image_step_prints_the_tag_this_run_uses(tmp_path: Path, given: str,
     ("", "v1.4.0", "v1.3.0", "pins different tags (v1.3.0, v1.4.0); make them one release tag"),
     ("v1;rm -rf /", "v1.4.0", "v1.4.0", "image-tag 'v1;rm -rf /' is not an image tag"),
 ])
-def test_the_image_step_fails_with_one_line(tmp_path: Path, given: str, triton: str, api: str, error: str):
-    done = image_step(tmp_path, given, IMAGES.format(triton=triton, api=api))
+def test_the_image_step_fails_with_one_line(tmp_path: Path, given: str, triton: str, api: str, error: str, pod_user):
+    done = image_step(tmp_path, given, IMAGES.format(triton=triton, api=api), pod_user)
     assert done.returncode != 0 and done.stdout == ""
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and error in line
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
-def test_the_image_step_reads_images_yaml_as_the_promotion_code_does(tmp_path: Path, env: str):
+def test_the_image_step_reads_images_yaml_as_the_promotion_code_does(tmp_path: Path, env: str, pod_user):
     """Its line-based reading agrees with mlops.release.layout (PyYAML) on the repository's own files."""
     from mlops.release.layout import read_image_tag
 
-    done = image_step(tmp_path, "", (ROOT / f"gitops/envs/{env}/values/images.yaml").read_text())
+    done = image_step(tmp_path, "", (ROOT / f"gitops/envs/{env}/values/images.yaml").read_text(), pod_user)
     expected = read_image_tag(ROOT, env)
     assert (done.stdout.strip(), done.returncode == 0) == (expected, bool(expected)), done.stderr
 
@@ -240,7 +262,7 @@ def served_staging(stack: ExitStack, s3, remote: Path, tmp: Path) -> str:
 
 
 def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Path, mini_package: Path, natural_file: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch):
+                                                                    monkeypatch: pytest.MonkeyPatch, pod_user: PodUser | None):
     remote = gitops_remote(tmp_path, {"staging": ("", "")})  # nothing promoted yet: this is the first release
     parameters = {p["name"]: p["value"] for p in TEMPLATE["spec"]["arguments"]["parameters"]}
     parameters.update(release="v9.9.9", **{"image-tag": "v9.9.9"})
@@ -254,7 +276,7 @@ def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Pat
                    "mlops-pipeline-mlflow": {"MLFLOW_TRACKING_USERNAME": server.username, "MLFLOW_TRACKING_PASSWORD": server.password}}
         cluster = {"MLFLOW_TRACKING_URI": server.url, "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
         extra = {"MLOPS_NATURAL_QUESTIONS": str(natural_file), "MLOPS_NATURAL_DEV": str(natural_file), **kube.environment()}
-        argo = Argo(tmp_path, parameters, cluster, secrets, remote, extra, kube)
+        argo = Argo(tmp_path, parameters, cluster, secrets, remote, extra, pod_user, kube)
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", server.username)  # this process's own look-ups
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
         client = MlflowClient(server.url)
@@ -303,6 +325,8 @@ def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Pat
         assert promoted.returncode == 0, promoted.stderr[-2000:]
         assert argo.results["promote"] == git(remote, "rev-parse", "main").strip()
 
+    if pod_user:  # the steps ran as the pod's user: what training wrote is its
+        assert {p.stat().st_uid for p in argo.pods["train"].path("/work/.mlops").rglob("*")} == {pod_user.uid}
     # stdout is the result and nothing else, though MLflow printed "View run" when the training run ended
     assert "View run" in argo.done["train"].stderr and argo.done["train"].stdout == results["train"] + "\n"
     assert re.fullmatch(r"[0-9a-f]{16}", results["data"]) and re.fullmatch(r"[0-9a-f]{32}", results["train"])
