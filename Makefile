@@ -97,7 +97,7 @@ results: setup
 # marker (multi-minute) is left out of `make test` and run by `make test-all`.
 # Three test processes on CI's two cores: much of the suite waits on servers and subprocesses, so a third keeps the
 # cores busy (timings: docs/operations.md); a file's tests stay together (they share its environments and fixtures).
-PYTEST := $(BIN)/pytest -n 3 --dist loadfile
+PYTEST := $(BIN)/pytest -n 3 --dist loadfile --durations=15
 
 test: setup tools system-deps
 	$(PYTEST)

@@ -40,7 +40,8 @@ def natural_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def qa_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder)."""
+    """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder). It
+    abstains below a best cosine of 0.2: the mini package's questions score 0.5 and more, OFF_TOPIC_QUESTION 0.1."""
     from mlops.data.corpus import extract_symbols
     from mlops.lifecycle.export import write_model_version
     from mlops.search.encoder import Encoder, base_model_path
@@ -49,7 +50,7 @@ def qa_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qa-model")
     symbols = extract_symbols(write_package(root / "src"), include=(), exclude=())[0]
     encoder = Encoder(base_model_path(), device="cpu")
-    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3)
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3, abstain_below=0.2)
     write_model_version(root / "repository", QA_MODEL, "1", retriever)
     return root / "repository"
 

@@ -22,9 +22,9 @@ def champion_retriever(settings: Settings) -> tuple[Retriever, str]:
     return Retriever.load(folder), str(champion.version)
 
 
-def ask(settings: Settings, question: str, top_k: int = DEFAULT_TOP_K) -> tuple[list[dict], str]:
-    """The best ``top_k`` answers and the champion version that gave them."""
+def ask(settings: Settings, question: str, top_k: int = DEFAULT_TOP_K) -> tuple[dict, str]:
+    """The champion's reply (the best ``top_k`` answers, or its abstention: mlops.core.wire.reply) and its version."""
     question, top_k = check_question(question), check_top_k(top_k)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     retriever, version = champion_retriever(settings)
-    return retriever.search([question], top_k)[0], version
+    return retriever.reply([question], top_k)[0], version

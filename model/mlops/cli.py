@@ -97,11 +97,13 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 @app.command()
 def data(
     source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
+    feedback: Annotated[str | None, typer.Option(
+        help="stored user feedback to train on: the API's feedback database URL, or a file of GET /v1/feedback/export")] = None,
 ) -> None:
     """Build the symbol corpus and question/passage splits; print the dataset hash."""
     from mlops.pipeline import build_data
 
-    dataset_hash = _run(build_data, Settings.from_env(), source, echo)
+    dataset_hash = _run(build_data, Settings.from_env(), source, echo, feedback)
     result(dataset_hash)
 
 
@@ -231,14 +233,18 @@ def smoke(
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in plain words")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help=f"how many answers (1-{MAX_TOP_K})")] = DEFAULT_TOP_K,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of text")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of text ([] when it abstains)")] = False,
 ) -> None:
     """Answer a question with the current champion model."""
     from mlops.ask import ask as answer
 
-    answers, version = _run(answer, Settings.from_env(), question, top_k)
+    reply, version = _run(answer, Settings.from_env(), question, top_k)
+    answers = reply["answers"]
     if as_json:
         result(json.dumps(answers, indent=2))
+        return
+    if reply["abstained"]:
+        result(f"no confident answer (model version {version}): {reply['reason']}")
         return
     best = answers[0]
     result(f"{best['symbol']}{best['signature']}\n  {best['path']}:{best['line']}  (score {best['score']:.3f}, model version {version})\n")

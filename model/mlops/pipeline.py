@@ -13,6 +13,7 @@ from mlops.core.settings import Settings
 from mlops.data import dataset, labelled
 from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.feedback import FeedbackRow, read_export
 from mlops.evaluation.evaluate import evaluate
 from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import registry, tracking
@@ -45,12 +46,16 @@ def read_symbols(source: Path | None, echo=print) -> tuple[Path, list[Symbol]]:
     return root, symbols
 
 
+def evaluation_questions(settings: Settings) -> list[str]:
+    """The hand-written evaluation questions: no labelled question or feedback may be (near) one of them."""
+    return [q.question for path in (settings.natural_questions or NATURAL_QUESTIONS, settings.natural_dev or NATURAL_DEV,
+                                    NATURAL_FRESH) for q in load_natural_questions(path)]
+
+
 def checked_labelled_set(settings: Settings, corpus: dict[str, Symbol], folder: Path, missing_ok: bool, echo=print) -> list:
     """The labelled questions, every rule checked against this corpus and the evaluation sets; one error if any breaks."""
     entries = labelled.load_labelled(folder)
-    held_out = [q.question for path in (settings.natural_questions or NATURAL_QUESTIONS, settings.natural_dev or NATURAL_DEV,
-                                        NATURAL_FRESH) for q in load_natural_questions(path)]
-    found = labelled.problems(entries, corpus, held_out, missing_ok=missing_ok)
+    found = labelled.problems(entries, corpus, evaluation_questions(settings), missing_ok=missing_ok)
     for line in found:
         echo(f"  {line}")
     if found:
@@ -58,11 +63,31 @@ def checked_labelled_set(settings: Settings, corpus: dict[str, Symbol], folder: 
     return entries
 
 
-def build_data(settings: Settings, source: Path | None, echo=print) -> str:
+def read_feedback(feedback: str) -> list[FeedbackRow]:
+    """Stored feedback: from a feedback database URL (what the API's DATABASE_URL names) or an export file."""
+    if "://" not in feedback:
+        return read_export(Path(feedback))
+    from mlops.serving.feedback import FeedbackStore, StoreUnavailable
+
+    store = FeedbackStore(feedback)
+    try:
+        return [FeedbackRow.model_validate(row) for row in store.export()]
+    except StoreUnavailable as exc:
+        raise MlopsError(f"cannot read the feedback: {exc}") from None
+    finally:
+        store.close()
+
+
+def build_data(settings: Settings, source: Path | None, echo=print, feedback: str | None = None) -> str:
     root, symbols = read_symbols(source, echo)
     corpus = {s.symbol: s for s in dataset.dedupe_symbols(symbols)}
     entries = checked_labelled_set(settings, corpus, labelled.LABELLED_DIR, missing_ok=True, echo=echo)
-    dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root), labelled_set=entries)
+    rows = read_feedback(feedback) if feedback else []
+    dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root), labelled_set=entries,
+                                                   feedback=rows, held_out=evaluation_questions(settings))
+    if feedback:
+        left_out = ", ".join(f"{n} {why}" for why, n in manifest["feedback_left_out"].items()) or "none"
+        echo(f"feedback: {len(rows)} ratings, {manifest['pairs']['feedback']} training pairs (left out: {left_out})")
     echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
          f"{manifest['pairs']['labelled']} labelled pairs from {len(entries)} labelled questions, "
          f"{manifest['pairs']['ambiguous']} ambiguous dropped; {manifest['expansion']['symbols']} train-split symbols index"

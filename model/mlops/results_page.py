@@ -87,6 +87,7 @@ def _quality(report: dict, source: str) -> list[str]:
              "yes" if f["deployable"] else f"no: {f['fault']}"] for variant, f in report["variants"].items()]
     lines += _table(["variant", *(f"{w} recall@5 / MRR (delta)" for w in variant_sets), "questions/s in process", "graph", "deployable"],
                     rows)
+    lines += _abstention(report.get("abstention"))
     for which in sets:
         count = candidate[which]["overall"]["count"]
         lines += ["", f"### {SET_NAMES.get(which, which)} (`{which}`, {count} questions)", ""]
@@ -104,6 +105,22 @@ def _quality(report: dict, source: str) -> list[str]:
             weakest = sorted(slices.items(), key=lambda item: (item[1]["recall_at_5"], item[0]))[:WEAKEST_SLICES]
             listed = ", ".join(f"{name} {_f(s['recall_at_5'], 2)} ({s['count']})" for name, s in weakest)
             lines += ["", f"Weakest topics of the candidate on the {SET_NAMES[which]} (recall@5, questions): {listed}."]
+    return lines
+
+
+def _abstention(abstention: dict | None) -> list[str]:
+    if abstention is None:  # a report from before abstention
+        return []
+    targets = abstention["targets"]
+    lines = ["", f"### Abstention (no answer below a best cosine of {_f(abstention['threshold'])})", "",
+             f"Chosen on {' and '.join(f'`{w}`' for w in abstention['chosen_on'])}: the highest threshold that refuses at most "
+             f"{abstention['max_dev_refused']:.0%} of each. Targets: in-domain natural questions refused at most "
+             f"{targets['in_domain_refused']:.0%}, off-topic questions answered at most {targets['off_topic_answered']:.0%}.", ""]
+    lines += _table(["in-domain set", "refused"], [[f"`{w}`", f"{v:.1%}"] for w, v in abstention["in_domain_refused"].items()])
+    kinds = sorted({k for f in abstention["off_topic_answered"].values() for k in f["by_kind"]})
+    lines += [""] + _table(["off-topic set", "questions", "answered", *kinds],
+                           [[f"`{w}`", str(f["count"]), f"{f['answered']:.1%}", *(f"{f['by_kind'].get(k, 0):.0%}" for k in kinds)]
+                            for w, f in abstention["off_topic_answered"].items()])
     return lines
 
 

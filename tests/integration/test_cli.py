@@ -58,6 +58,32 @@ def test_data_prints_the_dataset_hash(tmp_path: Path, mini_package: Path):
     assert manifest["symbols"] == 41 and manifest["hash"] == dataset_hash
 
 
+def test_data_trains_on_stored_thumbs_up_and_its_hash_moves_only_with_them(tmp_path: Path, mini_package: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    from mlops.core.settings import Settings
+    from mlops.pipeline import build_data
+    from mlops.serving.feedback import FeedbackStore
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    settings, lines = Settings.from_env(), []
+    first = build_data(settings, mini_package, echo=lambda *_: None)
+    train_symbols = sorted({json.loads(line)["symbol"] for line in (home / "datasets" / first / "train.jsonl").read_text().splitlines()})
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    store = FeedbackStore(url)  # the API's store (POST /v1/feedback)
+    up = store.add(question="my training keeps starting from zero after a crash", symbol=train_symbols[0], rating="up", model_version="1")
+    with_up = run("data", "--source", str(mini_package), "--feedback", url, home=home)
+    assert with_up.returncode == 0, with_up.stderr
+    assert "feedback: 1 ratings, 1 training pairs (left out: none)" in with_up.stderr
+    pairs = [json.loads(line) for line in (home / "datasets" / with_up.stdout.strip() / "train.jsonl").read_text().splitlines()]
+    assert [(p["symbol"], p["rule"]) for p in pairs if p["source"] == f"feedback:{up}"] == [(train_symbols[0], "feedback")]
+    assert with_up.stdout.strip() != first
+    store.add(question="this answer was useless", symbol=train_symbols[1], rating="down", model_version="1")
+    store.close()
+    assert build_data(settings, mini_package, echo=lines.append, feedback=url) == with_up.stdout.strip()  # a thumbs-down alone
+    assert any("1 thumbs-down (waits for review)" in line for line in lines)
+
+
 def test_serve_on_a_busy_port(tmp_path: Path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -100,3 +100,5 @@ def dedent(text: str) -> str:
 
 
 QA_MODEL = "transformers-qa"
+# The design's own example of a question to refuse: far from every passage of the mini package.
+OFF_TOPIC_QUESTION = "Which Transformer is stronger: Optimus Prime or Megatron?"

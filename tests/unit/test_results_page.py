@@ -54,6 +54,10 @@ def evaluation_report(run_id: str = "run0123", champion: bool = False) -> dict:
                                **({"file": "model.onnx", "bytes": 23 * 2**20, "sha256": "ab" * 32} if variant != "torch-fp32" else {})}
                      for variant, mrr, qps, fault in (("torch-fp32", 0.8, 250.0, None), ("onnx-fp32", 0.8, 300.0, None),
                                                       ("onnx-int8", 0.795, 500.0, None))},
+        "abstention": {"threshold": 0.312, "chosen_on": ["natural_dev", "validation"], "max_dev_refused": 0.01,
+                       "in_domain_refused": {"validation": 0.0, "natural_dev": 0.0085, "natural": 0.02},
+                       "off_topic_answered": {"off_topic_test": {"answered": 0.125, "count": 8, "by_kind": {"adversarial": 0.5, "gibberish": 0.0}}},
+                       "targets": {"in_domain_refused": 0.03, "off_topic_answered": 0.1}},
         "systems": systems,
         "gate": {"passed": True, "reason": "all checks passed", "metric": "mrr", "tolerance": 0.01, "checks": checks},
     }
@@ -120,6 +124,8 @@ def test_the_page_shows_every_figure_of_both_reports(tmp_path: Path):
     assert "BM25 fusion weight: 0.3 (chosen on the validation split by `mrr`: 0.0: 0.810, 0.3: 0.900)" in page
     assert "287 questions/s" in page
     assert "the served one is **onnx-int8**" in page
+    assert "### Abstention (no answer below a best cosine of 0.312)" in page and "refuses at most 1% of each" in page
+    assert "| `natural` | 2.0% |" in page and "| `off_topic_test` | 8 | 12.5% | 50% | 0% |" in page
     assert "| onnx-int8 | 0.900 (+0.000) / 0.795 (-0.005) | 0.900 (+0.000) / 0.795 (-0.005) | 500 | 23.0 MiB | yes |" in page
     for which, count in (("natural", 2), ("natural_dev", 2), ("test", 2), ("test_trained_rules", 2), ("natural_fresh", 2)):
         assert f"(`{which}`, {count} questions)" in page

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
+from mlops.data.feedback import FeedbackRow, feedback_pairs
 from mlops.data.labelled import LabelledQuestion, labelled_pairs
 from mlops.data.questions import Pair, questions_for
 from mlops.data.text import passage
@@ -75,16 +76,20 @@ def _jsonl(records: Iterable[BaseModel]) -> str:
     return "".join(r.model_dump_json() + "\n" for r in records)
 
 
-def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str,
-                  labelled_set: Iterable[LabelledQuestion] = ()) -> tuple[str, dict]:
+def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labelled_set: Iterable[LabelledQuestion] = (),
+                  feedback: Iterable[FeedbackRow] = (), held_out: Iterable[str] = ()) -> tuple[str, dict]:
     """Write a new dataset version (atomically) and return its hash and manifest. Labelled questions join the rule
-    pairs in their symbol's split, so a labelled question about a test symbol stays in test."""
+    pairs in their symbol's split, so a labelled question about a test symbol stays in test; feedback joins the train
+    split only (mlops.data.feedback), never near an evaluation question of ``held_out``."""
     symbols = dedupe_symbols(symbols)
     split_by_symbol = {s.symbol: split_of(passage(s)) for s in symbols}
     pairs, stats = make_pairs(symbols)
     made = {(p.question.lower(), p.symbol) for p in pairs}
     written = [p for p in labelled_pairs(labelled_set, {s.symbol: s for s in symbols}) if (p.question.lower(), p.symbol) not in made]
-    pairs, stats = pairs + written, {**stats, "labelled": len(written)}
+    made |= {(p.question.lower(), p.symbol) for p in written}
+    from_users, left_out = feedback_pairs(feedback, split_by_symbol, held_out)
+    from_users = [p for p in from_users if (p.question.lower(), p.symbol) not in made]
+    pairs, stats = pairs + written + from_users, {**stats, "labelled": len(written), "feedback": len(from_users)}
     symbols = expand_documents(symbols, written, split_by_symbol)
     files = {"corpus.jsonl": _jsonl(symbols)}
     for split in SPLITS:
@@ -104,6 +109,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str,
         "rules": {r: sum(p.rule == r for p in pairs) for r in sorted({p.rule for p in pairs})},
         "expansion": {"symbols": sum(bool(s.labelled_questions) for s in symbols),
                       "questions": sum(len(s.labelled_questions) for s in symbols)},
+        "feedback_left_out": left_out,
     }
     target = datasets_dir / dataset_hash
     if not target.exists():

@@ -11,6 +11,8 @@ Question sets: the dataset's held-out ``test`` split (templated, sliced by categ
 hand-written natural questions (sliced by topic; reported, never trained on), the hand-written
 development questions (``natural_dev``: what retrieval changes are developed against), and the
 test questions of the rules the run trained on (``test_trained_rules``: what the gate's encoder check reads).
+The candidate also gets its abstention threshold here (``measure_abstention``), from the in-domain development sets,
+with its refusals of in-domain questions and its answers to the off-topic sets reported.
 """
 
 from __future__ import annotations
@@ -28,9 +30,18 @@ from mlops.core.errors import GateFailed, MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.data.corpus import Symbol
-from mlops.data.eval_sets import FRESH_SET, NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import (
+    FRESH_SET,
+    NATURAL_DEV,
+    NATURAL_FRESH,
+    NATURAL_QUESTIONS,
+    OFF_TOPIC_SETS,
+    load_natural_questions,
+    load_off_topic_questions,
+)
 from mlops.data.labelled import RULES as LABELLED_RULES
 from mlops.data.questions import TEMPLATED_RULES
+from mlops.evaluation import abstention
 from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, VARIANT_METRICS, GateConfig, choose_variant, decide_gate, variant_faults
 from mlops.lifecycle import registry, tracking
 from mlops.lifecycle.export import served_query_encoder
@@ -113,6 +124,23 @@ def measure_variants(encoders: dict[str, Encoder | OnnxEncoder], settings: Retri
         for which, values in figures["sets"].items():
             values.update({f"delta_{m}": values[m] - reference[which][m] for m in VARIANT_METRICS})
     return measured
+
+
+def measure_abstention(retriever: Retriever, dev: dict[str, QuestionSet], held_out: dict[str, QuestionSet]) -> tuple[float, dict]:
+    """The abstention threshold chosen on the in-domain ``dev`` sets (mlops.evaluation.abstention), and what it
+    refuses of every in-domain set and answers of the off-topic sets."""
+    confidences = {which: retriever.confidences(qs.questions) for which, qs in {**dev, **held_out}.items() if qs.questions}
+    threshold = abstention.choose_threshold({which: confidences[which] for which in dev if which in confidences})
+    off_topic = {which: load_off_topic_questions(path) for which, path in OFF_TOPIC_SETS.items()}
+    return threshold, {
+        "threshold": threshold,
+        "chosen_on": sorted(dev),
+        "max_dev_refused": abstention.MAX_DEV_REFUSED,
+        "in_domain_refused": {which: abstention.refused_share(c, threshold) for which, c in confidences.items()},
+        "off_topic_answered": {which: abstention.answered_by_kind(retriever.confidences([q.question for q in qs]), [q.kind for q in qs], threshold)
+                               for which, qs in off_topic.items()},
+        "targets": {"in_domain_refused": abstention.TARGET_IN_DOMAIN_REFUSED, "off_topic_answered": abstention.TARGET_OFF_TOPIC_ANSWERED},
+    }
 
 
 def _trained_rules(run_id: str) -> set[str]:
@@ -212,12 +240,18 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
                          for which, f in figures["sets"].items())
              + ("" if faults[variant] is None else f"; not deployable: {faults[variant]}"))
     echo(f"  serving {served}: the fastest whose loss is at most {VARIANT_MAX_LOSS} on every set")
+    served_settings = shipped_settings(weight).model_copy(update={"encoder_variant": served})
+    held_out = {w: sets[w] for w in ("test", "natural", FRESH_SET, LABELLED_TEST_SET) if w in sets}
+    threshold, abstained = measure_abstention(Retriever.from_settings(served_settings, encoders[served], corpus, cand_emb),
+                                              {"validation": validation, "natural_dev": sets["natural_dev"]}, held_out)
+    refused, answered = abstained["in_domain_refused"], abstained["off_topic_answered"]
+    echo(f"  abstains below confidence {threshold:.3f} (at most {abstention.MAX_DEV_REFUSED:.0%} of validation and dev questions refused):"
+         f" refuses {refused['natural']:.1%} of natural questions, answers {answered['off_topic_test']['answered']:.1%} of off-topic test questions")
     # Baselines are the plain methods: no fusion, no public-API prior, no query or document expansion.
     plain, plain_emb = without_labelled_questions(corpus, cand_emb)
     base_encoder, base_emb = encode_corpus_with("untuned", base_model_path(), plain)
     retrievers = {
-        "candidate": Retriever.from_settings(shipped_settings(weight).model_copy(update={"encoder_variant": served}),
-                                             encoders[served], corpus, cand_emb),
+        "candidate": Retriever.from_settings(served_settings.model_copy(update={"abstain_below": threshold}), encoders[served], corpus, cand_emb),
         "candidate_dense": Retriever(cand_encoder, plain, plain_emb, 0.0, public_api_prior=0.0),
         "untuned": Retriever(base_encoder, plain, base_emb, 0.0, public_api_prior=0.0),
         "bm25": Retriever(None, plain, None, 1.0, public_api_prior=0.0),
@@ -244,6 +278,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         "bm25_weight_sweep_validation": sweep,
         "served_variant": served,
         "variants": variants,
+        "abstention": abstained,
         "systems": systems,
         "gate": {"passed": passed, "reason": reason, "metric": config.metric, "tolerance": config.tolerance, "checks": checks},
     }
@@ -268,6 +303,9 @@ def _log(client, run_id: str, report: dict, out: Path, plots: list[Path], retrie
         if name != "candidate":
             metrics[f"baseline_{name}_natural_recall_at_5"] = system["natural"]["overall"]["recall_at_5"]
     metrics["search_questions_per_second"] = report["search_questions_per_second"]
+    metrics["abstain_below"] = report["abstention"]["threshold"]
+    metrics.update({f"refused_{which}": share for which, share in report["abstention"]["in_domain_refused"].items()})
+    metrics.update({f"answered_{which}": f["answered"] for which, f in report["abstention"]["off_topic_answered"].items()})
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(out / "report.json"), "evaluation")
         mlflow.log_artifacts(str(out / tracking.ONNX_ARTIFACT), tracking.ONNX_ARTIFACT)  # export takes the served variant from here

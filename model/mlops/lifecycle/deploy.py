@@ -46,12 +46,18 @@ CONTRACT_QUESTIONS = (
     "add new tokens to the vocabulary and resize the embeddings",
     "evaluate every 500 steps and keep only the best checkpoint",
 )
+# Questions a model with a threshold abstains on: the contract covers the abstention too.
+OFF_TOPIC_CONTRACT_QUESTIONS = (
+    "Which Transformer is stronger: Optimus Prime or Megatron?",
+    "what's a good recipe for banana bread",
+    "asdf qwer zxcv",
+)
 CONTRACT_TOP_K = 10
 SCORE_TOLERANCE = 1e-4  # float32 batch-shape noise; far below the gap between distinct answers
 
 
 def smoke_test(qa: TritonQAClient, name: str) -> None:
-    check_smoke_answers(qa.ask([SMOKE_QUESTION], top_k=SMOKE_TOP_K, model_name=name)[0], "Triton")
+    check_smoke_answers(qa.ask([SMOKE_QUESTION], top_k=SMOKE_TOP_K, model_name=name)[0]["answers"], "Triton")
 
 
 def same_answers(served: list[dict], local: list[dict], tolerance: float = SCORE_TOLERANCE) -> str | None:
@@ -66,11 +72,24 @@ def same_answers(served: list[dict], local: list[dict], tolerance: float = SCORE
     return None
 
 
+def same_reply(served: dict, local: dict, tolerance: float = SCORE_TOLERANCE) -> str | None:
+    """None if Triton and the in-process model say the same: the same abstention (a confidence within tolerance of the
+    threshold may go either way) and the same ranking."""
+    if served["abstained"] != local["abstained"]:
+        if abs(served["confidence"] - local["confidence"]) > tolerance:
+            return (f"Triton {'abstained' if served['abstained'] else 'answered'} (confidence {served['confidence']}), "
+                    f"in-process {'abstained' if local['abstained'] else 'answered'} (confidence {local['confidence']})")
+        return None
+    return same_answers(served["answers"], local["answers"], tolerance)
+
+
 def contract_test(qa: TritonQAClient, name: str, local: Retriever) -> None:
-    served = qa.ask(list(CONTRACT_QUESTIONS), top_k=CONTRACT_TOP_K, model_name=name)
-    expected = local.search(list(CONTRACT_QUESTIONS), top_k=CONTRACT_TOP_K)
-    for question, a, b in zip(CONTRACT_QUESTIONS, served, expected, strict=True):
-        problem = same_answers(a, b)
+    """Triton's replies equal the in-process model's, on in-domain questions and on questions it should refuse."""
+    questions = [*CONTRACT_QUESTIONS, *OFF_TOPIC_CONTRACT_QUESTIONS]
+    served = qa.ask(questions, top_k=CONTRACT_TOP_K, model_name=name)
+    expected = local.reply(questions, top_k=CONTRACT_TOP_K)
+    for question, a, b in zip(questions, served, expected, strict=True):
+        problem = same_reply(a, b)
         if problem:
             raise MlopsError(f"contract test failed on {question!r}: {problem}")
 
@@ -117,7 +136,8 @@ def deploy(settings: Settings, version: str | None = None, echo=print, *, move_c
                 smoke_test(qa, settings.model_name)
                 echo("  smoke test passed")
                 contract_test(qa, settings.model_name, Retriever.load(folder))
-                echo(f"  contract test passed: {len(CONTRACT_QUESTIONS)} questions, top-{CONTRACT_TOP_K} symbols and scores equal")
+                echo(f"  contract test passed: {len(CONTRACT_QUESTIONS) + len(OFF_TOPIC_CONTRACT_QUESTIONS)} questions, the same abstentions, "
+                     f"top-{CONTRACT_TOP_K} symbols and scores equal")
             if move_champion:
                 live = install(folder, settings.triton_repository)
                 registry.promote_champion(client, settings.model_name, model_version.version)

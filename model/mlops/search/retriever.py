@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import ValidationError
 
+from mlops.core import wire
 from mlops.core.errors import MlopsError
 from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
 from mlops.data.corpus import Symbol
@@ -40,11 +41,14 @@ class Retriever:
 
     def __init__(self, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
                  public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = None,
-                 labelled_chunk_discount: float = 0.0):
+                 labelled_chunk_discount: float = 0.0, abstain_below: float | None = None):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
             raise MlopsError("a retriever without an encoder must be pure BM25 (bm25_weight 1.0)")
+        if encoder is None and abstain_below is not None:
+            raise MlopsError("a retriever without an encoder cannot abstain: its confidence is the encoder's cosine")
+        self.abstain_below = abstain_below
         self.encoder = encoder
         self.symbols = symbols
         self.embeddings = embeddings  # one row per chunk; chunks of one symbol are contiguous
@@ -68,7 +72,7 @@ class Retriever:
         if encoder is not None and encoder.variant != settings.encoder_variant:
             raise MlopsError(f"the settings ask for the {settings.encoder_variant} encoder, not {encoder.variant}")
         return cls(encoder, symbols, embeddings, settings.bm25_weight, settings.public_api_prior, settings.query_expansion,
-                   settings.labelled_chunk_discount)
+                   settings.labelled_chunk_discount, settings.abstain_below)
 
     @property
     def query_expansion(self) -> QueryExpansion | None:
@@ -78,14 +82,20 @@ class Retriever:
     def settings(self) -> RetrievalSettings:
         return RetrievalSettings(bm25_weight=self.bm25_weight, public_api_prior=self.public_api_prior, query_expansion=self.query_expansion,
                                  labelled_chunk_discount=self.labelled_chunk_discount,
-                                 encoder_variant=self.encoder.variant if self.encoder else TORCH_FP32)
+                                 encoder_variant=self.encoder.variant if self.encoder else TORCH_FP32, abstain_below=self.abstain_below)
+
+    def dense_scores(self, questions: Sequence[str]) -> np.ndarray:
+        """(questions x corpus) cosine of each symbol's best chunk, a labelled-question chunk discounted."""
+        chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T + self.chunk_bias
+        return np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
+
+    def confidences(self, questions: Sequence[str]) -> np.ndarray:
+        """Per question, how close the corpus comes at all: the best dense score (what ``abstain_below`` reads)."""
+        return self.dense_scores(questions).max(axis=1)
 
     def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
-        dense = None
-        if self.encoder is not None:
-            chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T + self.chunk_bias
-            dense = np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
+        dense = self.dense_scores(questions) if self.encoder is not None else None
         lexical = np.stack([self.bm25.scores(q) for q in questions])
         lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
         return dense, lexical
@@ -114,10 +124,27 @@ class Retriever:
         return ranked
 
     def search(self, questions: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[list[dict]]:
-        """Answers as plain dicts: what the CLI prints and what Triton returns as JSON."""
+        """Per question, the best ``top_k`` answers as plain dicts, whatever the confidence."""
         questions = [check_question(q) for q in questions]
         check_top_k(top_k)
         return [[self.answer(i, score) for i, score in hits] for hits in self.rank(questions, top_k)]
+
+    def reply(self, questions: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[dict]:
+        """What the service says to each question (the wire's reply, mlops.core.wire): the best ``top_k`` answers,
+        or none with the reason when the confidence is under ``abstain_below``."""
+        questions = [check_question(q) for q in questions]
+        check_top_k(top_k)
+        dense, lexical = self.components(questions)
+        confidence = dense.max(axis=1) if dense is not None else np.full(len(questions), np.nan)  # as confidences()
+        ranked = self.rank(questions, top_k, self.fuse(dense, lexical, self.bm25_weight))
+        replies = []
+        for hits, best in zip(ranked, confidence, strict=True):
+            if self.abstain_below is not None and best < self.abstain_below:
+                replies.append(wire.reply([], float(best), f"nothing in the Transformers code base is close to this question (best match "
+                                                           f"{best:.2f}, needs {self.abstain_below:.2f}): is it about the library?"))
+            else:
+                replies.append(wire.reply([self.answer(i, score) for i, score in hits], None if np.isnan(best) else float(best)))
+        return replies
 
     def answer(self, index: int, score: float) -> dict:
         s = self.symbols[index]

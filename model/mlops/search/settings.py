@@ -39,6 +39,9 @@ class RetrievalSettings(BaseModel):
     labelled_chunk_discount: float = Field(0.0, ge=0, le=1)  # subtracted from the cosine of a labelled-question chunk
     # What encodes the questions (the index is the torch encoder's): chosen by evaluate among the accurate enough.
     encoder_variant: EncoderVariant = TORCH_FP32
+    # Abstain when no chunk's cosine with the question reaches this (None: always answer): chosen by evaluate on
+    # in-domain against off-topic questions (mlops.evaluation.abstention).
+    abstain_below: float | None = Field(None, ge=-1, le=1)
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

@@ -88,14 +88,16 @@ def create_app(config: ApiConfig) -> FastAPI:
     async def ask(body: AskRequest):
         started = time.perf_counter()
         try:
-            answers, version = await gateway.ask(body.question, body.top_k)
+            reply, version = await gateway.ask(body.question, body.top_k)
         except TritonUnavailable as e:
             return unavailable(e)
         except TritonFailed as e:
             metrics.triton_errors.labels("failed").inc()
             return _error(502, str(e))
         metrics.answers.labels(version).inc()
-        return AskResponse(answers=[Answer.model_validate(a) for a in answers],
+        if reply["abstained"]:
+            metrics.abstentions.labels(version).inc()
+        return AskResponse(answers=[Answer.model_validate(a) for a in reply["answers"]], abstained=reply["abstained"], reason=reply["reason"],
                            model_version=version, latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.post("/v1/feedback", status_code=201, response_model=FeedbackCreated, responses={422: {"model": ErrorBody}})

@@ -9,7 +9,6 @@ A restarted Triton is picked up on the next request: the session opens new conne
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import numpy as np
@@ -17,7 +16,7 @@ import tritonclient.http.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from mlops.core.text import one_line
-from mlops.core.wire import ANSWERS, QUESTION, TOP_K
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K, read_reply
 
 # Triton's HTTP answers when the model is not loaded (yet): the service is not ready, not broken.
 _NOT_READY = ("unknown model", "not ready", "unavailable", "is not found")
@@ -59,8 +58,8 @@ class TritonGateway:
             return TritonUnavailable(f"Triton at {self.url} did not answer within {self.timeout_s:g} s")
         return TritonUnavailable(f"Triton at {self.url} is unreachable ({one_line(e) or type(e).__name__})")
 
-    async def ask(self, question: str, top_k: int) -> tuple[list[dict], str]:
-        """The answers (best first) and the model version that gave them."""
+    async def ask(self, question: str, top_k: int) -> tuple[dict, str]:
+        """The reply (mlops.core.wire.reply: answers best first, or an abstention) and the model version that gave it."""
         text = aioclient.InferInput(QUESTION, [1, 1], "BYTES")
         text.set_data_from_numpy(np.array([[question.encode("utf-8")]], dtype=np.object_))
         k = aioclient.InferInput(TOP_K, [1, 1], "INT32")
@@ -69,8 +68,7 @@ class TritonGateway:
             result = await self._client.infer(self.model_name, [text, k], outputs=[aioclient.InferRequestedOutput(ANSWERS)])
         except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError) as e:
             raise self._classify(e) from None
-        answers = json.loads(result.as_numpy(ANSWERS).reshape(-1)[0])
-        return answers, str(result.get_response().get("model_version", ""))
+        return read_reply(result.as_numpy(ANSWERS).reshape(-1)[0]), str(result.get_response().get("model_version", ""))
 
     async def ready(self) -> tuple[bool, str]:
         """(ready, reason): Triton answers and the model is loaded."""

@@ -26,6 +26,8 @@ class ApiMetrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.answers = Counter("qa_answers_total", "Questions answered, by the model version that answered.",
                                ["model_version"], registry=self.registry)
+        self.abstentions = Counter("qa_abstentions_total", "Questions the model declined to answer (no confident answer), "
+                                   "by model version; also counted in qa_answers_total.", ["model_version"], registry=self.registry)
         self.feedback = Counter("qa_feedback_total", "Feedback stored, by rating and the model version it rates.",
                                 ["rating", "model_version"], registry=self.registry)
         self.triton_errors = Counter("qa_triton_errors_total", "Failed calls to Triton, by reason.",

@@ -30,9 +30,11 @@ class Answer(BaseModel):
 
 
 class AskResponse(BaseModel):
-    answers: list[Answer]
+    answers: list[Answer] = Field(description="best first; empty when the model abstains")
     model_version: str
     latency_ms: float
+    abstained: bool = Field(False, description="true when nothing in the corpus is a credible answer")
+    reason: str | None = Field(None, description="why the model abstained")
 
 
 class FeedbackRequest(BaseModel):

@@ -7,7 +7,6 @@ them into one model call. The underlying tritonclient (gevent) client is not thr
 
 from __future__ import annotations
 
-import json
 from types import TracebackType
 
 import gevent
@@ -17,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from mlops.core.errors import MlopsError
 from mlops.core.text import one_line
-from mlops.core.wire import ANSWERS, QUESTION, TOP_K
+from mlops.core.wire import ANSWERS, QUESTION, TOP_K, read_reply
 
 
 class TritonQAClient:
@@ -57,8 +56,9 @@ class TritonQAClient:
         k.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
         return [text, k]
 
-    def ask(self, questions: list[str], top_k: int, model_name: str) -> list[list[dict]]:
-        """The answers for each question, in order; each answer is a dict (symbol, path, line, score, text)."""
+    def ask(self, questions: list[str], top_k: int, model_name: str) -> list[dict]:
+        """The reply to each question, in order (mlops.core.wire.reply): answers (symbol, path, line, score, text) or an
+        abstention with its reason."""
         outputs = [httpclient.InferRequestedOutput(ANSWERS)]
         try:
             pending = [self._client.async_infer(model_name, self._inputs(q, top_k), outputs=outputs)
@@ -68,7 +68,7 @@ class TritonQAClient:
             raise MlopsError(f"Triton model {model_name!r} at {self.url} failed: {one_line(e.message())}") from None
         except OSError as e:
             raise self._unreachable(e) from None
-        return [json.loads(r.as_numpy(ANSWERS).reshape(-1)[0]) for r in results]
+        return [read_reply(r.as_numpy(ANSWERS).reshape(-1)[0]) for r in results]
 
     def close(self) -> None:
         self._client.close()

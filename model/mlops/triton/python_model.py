@@ -52,14 +52,15 @@ class TritonPythonModel:
             except ValueError as e:
                 parsed.append(pb_utils.TritonError(str(e)))
         rows = [row for item in parsed if isinstance(item, list) for row in item]
-        # One search over every question of every request: one batched encode.
-        results = iter(self.retriever.search([q for q, _ in rows], top_k=max(k for _, k in rows)) if rows else [])
+        # One reply call over every question of every request: one batched encode.
+        results = iter(self.retriever.reply([q for q, _ in rows], top_k=max(k for _, k in rows)) if rows else [])
         responses = []
         for item in parsed:
             if isinstance(item, pb_utils.TritonError):
                 responses.append(pb_utils.InferenceResponse(error=item))
                 continue
-            answers = [json.dumps(next(results)[:top_k]).encode("utf-8") for _, top_k in item]
+            replies = [next(results) for _ in item]
+            answers = [json.dumps({**r, "answers": r["answers"][:top_k]}).encode("utf-8") for r, (_, top_k) in zip(replies, item, strict=True)]
             tensor = pb_utils.Tensor(ANSWERS, np.array(answers, dtype=np.object_).reshape(-1, 1))
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
         return responses

@@ -167,5 +167,5 @@ def test_tritonserver_loads_and_answers_with_the_argv_kubernetes_runs(image: doc
         with PodArgvTriton(list(argv), models, qa_repository, tmp_path / str(i)) as server, \
                 TritonQAClient(server.http_url) as client:
             assert client.is_model_ready(QA_MODEL)
-            answers = client.ask([QUESTION], top_k=3, model_name=QA_MODEL)[0]
+            answers = client.ask([QUESTION], top_k=3, model_name=QA_MODEL)[0]["answers"]
         assert [a["symbol"] for a in answers] == [a["symbol"] for a in expected]

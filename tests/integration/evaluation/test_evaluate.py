@@ -38,7 +38,12 @@ def test_gate_blocks_a_broken_candidate(settings: Settings):
     # What the candidate was measured with is logged with the run, under its digest.
     logged = RetrievalSettings.model_validate(tracking.load_retrieval_settings(run_id, tags[tracking.TAG_RETRIEVAL]))
     served = report["served_variant"]
-    assert logged == shipped_settings(report["bm25_weight"]).model_copy(update={"encoder_variant": served})
+    assert logged == shipped_settings(report["bm25_weight"]).model_copy(update={"encoder_variant": served,
+                                                                               "abstain_below": report["abstention"]["threshold"]})
+    # The abstention threshold refuses at most 1% of each in-domain development set; both off-topic sets are measured.
+    abstention = report["abstention"]
+    assert all(abstention["in_domain_refused"][which] <= 0.01 for which in abstention["chosen_on"])
+    assert {which: f["count"] for which, f in abstention["off_topic_answered"].items()} == {"off_topic_dev": 120, "off_topic_test": 120}
     assert logged.digest() == tags[tracking.TAG_RETRIEVAL] and tags[tracking.TAG_ENCODER_VARIANT] == served
     # Every variant was measured against torch-fp32 on both sets; the ONNX graphs are logged with their digests.
     variants = report["variants"]

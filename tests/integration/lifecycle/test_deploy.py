@@ -37,8 +37,8 @@ def test_deploy_makes_the_candidate_the_champion_on_triton(settings: Settings, c
     assert sorted(p.name for p in live.iterdir()) == [version, "config.pbtxt"]
     assert "dynamic_batching" in (live / "config.pbtxt").read_text()
     assert (live / version / "model.py").is_file()
-    answers, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
-    assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"
+    reply, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
+    assert served_by == version and reply["answers"][0]["symbol"] == "minilib.training.Trainer.resume"
 
 
 def test_failed_deploys_leave_champion_and_export_alone(settings: Settings, champion, monkeypatch, tmp_path: Path):
@@ -88,8 +88,8 @@ def test_an_onnx_int8_version_is_served_by_triton_as_it_was_measured(settings: S
     assert "  serving the onnx-int8 encoder" in lines and any("contract test passed" in line for line in lines)
     served = sorted(p.name for p in (settings.triton_repository / settings.model_name / version / "encoder").iterdir())
     assert "model-int8.onnx" in served and "model.safetensors" not in served
-    answers, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
-    assert served_by == version and answers[0]["symbol"] == "minilib.training.Trainer.resume"
+    reply, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
+    assert served_by == version and reply["answers"][0]["symbol"] == "minilib.training.Trainer.resume"
     # The next candidate is compared with this champion as it serves: its INT8 graph encodes the questions.
     next_run = train(settings, TrainConfig(**FAST), echo=lambda *_: None)
     with contextlib.suppress(GateFailed):  # a 3-step model may fail the encoder check; the report is written first

@@ -14,7 +14,7 @@ from mlops.core.errors import MlopsError
 from mlops.search.retriever import Retriever
 from mlops.serving.api import RETRY_AFTER_S, ApiConfig, create_app
 from mlops.triton.server import TritonServer, free_ports
-from support.package import QA_MODEL
+from support.package import OFF_TOPIC_QUESTION, QA_MODEL
 
 QUESTION = "How do I make my runs reproducible with a fixed random seed?"
 
@@ -54,6 +54,18 @@ def test_ask_answers_through_triton_like_the_in_process_model(api: TestClient, q
     assert len(api.post("/v1/ask", json={"question": QUESTION}).json()["answers"]) == 5
     assert _metric(api, "qa_answers_total", model_version="1") == 2
     assert _metric(api, "qa_http_requests_total", route="/v1/ask", method="POST", status="200") == 2
+
+
+def test_ask_abstains_when_nothing_is_close_and_counts_it(api: TestClient, qa_repository: Path):
+    body = api.post("/v1/ask", json={"question": OFF_TOPIC_QUESTION}).json()
+    local = Retriever.load(qa_repository / QA_MODEL / "1").reply([OFF_TOPIC_QUESTION])[0]
+    assert local["abstained"] and body["abstained"] is True and body["answers"] == []
+    assert body["reason"] == local["reason"] and "is it about the library?" in body["reason"]
+    assert api.post("/v1/ask", json={"question": QUESTION}).json()["abstained"] is False
+    assert _metric(api, "qa_abstentions_total", model_version="1") == 1
+    assert _metric(api, "qa_answers_total", model_version="1") == 2
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["AskResponse"]["properties"]
+    assert {"abstained", "reason"} <= set(schema)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
+from support.package import OFF_TOPIC_QUESTION
 from support.services import ApiProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,6 +42,13 @@ def test_ask_see_answers_and_vote_in_chromium(qa_triton: TritonServer, tmp_path:
             first.get_by_role("button", name="thumbs down for minilib.training.set_seed").click()
             expect(first.locator(".thanks")).to_contain_text("feedback #")
             page.screenshot(path=str(tmp_path / "page.png"))
+
+            # a question it should refuse: no answers, and the page says why
+            page.fill("#question", OFF_TOPIC_QUESTION)
+            page.click("#ask")
+            expect(page.locator("#status")).to_contain_text("No confident answer from model version 1", timeout=30_000)
+            expect(page.locator("#status")).to_contain_text("is it about the library?")
+            expect(answers).to_have_count(0)
             browser.close()
     finally:
         api.kill()

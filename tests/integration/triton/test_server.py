@@ -61,11 +61,13 @@ class Retriever:
         (version_dir / "threads").write_text(str(threads))
         return cls(version_dir)
 
-    def search(self, questions, top_k):
+    def reply(self, questions, top_k):
         with self.calls.open("a") as f:
             f.write(json.dumps({"n": len(questions), "top_k": top_k}) + "\\n")
-        return [[{"symbol": f"{q}#{i}", "path": "src/x.py", "line": i, "score": 1.0 / (i + 1), "text": q}
-                 for i in range(top_k)] for q in questions]
+        # "refuse" in a question: the abstention the real retriever gives below its threshold
+        return [{"answers": [] if "refuse" in q else [{"symbol": f"{q}#{i}", "path": "src/x.py", "line": i, "score": 1.0 / (i + 1), "text": q}
+                                                    for i in range(top_k)],
+                 "abstained": "refuse" in q, "reason": "refused" if "refuse" in q else None, "confidence": 0.5} for q in questions]
 
 fake = types.ModuleType("mlops.search.retriever")
 fake.Retriever = Retriever
@@ -136,19 +138,21 @@ def test_server_listens_on_loopback_and_serves_the_echo_model(server: TritonServ
     questions = [f"question {i}" for i in range(12)]
     answers = qa_client.ask(questions, top_k=1, model_name="echo")
 
-    assert answers == [[q.upper()] for q in questions]
+    # the echo model sends bare lists, as versions exported before abstention do: read as replies that answered
+    assert answers == [{"answers": [q.upper()], "abstained": False, "reason": None, "confidence": None} for q in questions]
     metrics = urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10).read().decode()
     assert 'nv_inference_request_success{model="echo",version="1"}' in metrics
 
 
 def test_adapter_answers_a_batch_with_one_search_and_trims_per_request(qa_model: str, qa_client: TritonQAClient,
                                                                        repo: Path):
-    questions = [f"how do I use pipeline {i}" for i in range(8)]
+    questions = [f"how do I use pipeline {i}" for i in range(7)] + ["please refuse this one"]
 
-    answers = qa_client.ask(questions, top_k=3, model_name=qa_model)
+    replies = qa_client.ask(questions, top_k=3, model_name=qa_model)
 
-    assert [[a["symbol"] for a in per_q] for per_q in answers] == [[f"{q}#{i}" for i in range(3)] for q in questions]
-    assert set(answers[0][0]) == {"symbol", "path", "line", "score", "text"}
+    assert [[a["symbol"] for a in r["answers"]] for r in replies[:-1]] == [[f"{q}#{i}" for i in range(3)] for q in questions[:-1]]
+    assert set(replies[0]["answers"][0]) == {"symbol", "path", "line", "score", "text"}
+    assert replies[-1] == {"answers": [], "abstained": True, "reason": "refused", "confidence": 0.5}
     calls = [json.loads(line) for line in (repo / "qa" / "1" / "search_calls.jsonl").read_text().splitlines()]
     assert sum(c["n"] for c in calls) == len(questions)
     assert len(calls) < len(questions), "concurrent requests were not batched into one search"
@@ -173,8 +177,8 @@ def test_adapter_fails_only_the_bad_request_and_defaults_top_k(server: TritonSer
                    [("fine", None), ("", 2), ("zero", 0), ("also fine", 2)]]
         default_k, empty, zero, two = pending
 
-        assert len(json.loads(default_k.get_result().as_numpy("ANSWERS")[0, 0])) == 5
-        assert len(json.loads(two.get_result().as_numpy("ANSWERS")[0, 0])) == 2
+        assert len(json.loads(default_k.get_result().as_numpy("ANSWERS")[0, 0])["answers"]) == 5
+        assert len(json.loads(two.get_result().as_numpy("ANSWERS")[0, 0])["answers"]) == 2
         with pytest.raises(InferenceServerException, match="the question is empty"):
             empty.get_result()
         with pytest.raises(InferenceServerException, match="top_k must be between 1 and 50, got 0"):

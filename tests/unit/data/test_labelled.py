@@ -10,7 +10,7 @@ import pytest
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
-from mlops.data.labelled import INDEX_RULE, LABELLED_DIR, LabelledQuestion, coverage, labelled_pairs, load_labelled, near_identical, problems
+from mlops.data.labelled import INDEX_RULE, LABELLED_DIR, LabelledQuestion, NearIdentical, coverage, labelled_pairs, load_labelled, problems
 
 WHEN = datetime.date(2026, 12, 2)
 
@@ -67,7 +67,7 @@ def test_the_same_question_twice_and_evaluation_questions_are_refused():
     twice = [entry("How do I reload my saved network from a folder?", "pkg.modeling.PreTrainedModel.from_pretrained")] * 2
     assert problems(twice, CORPUS)[0].endswith("the same question is written twice")
     held_out = ["How do I reload my saved network from a folder on disk?"]
-    assert near_identical(twice[0].question, held_out[0])
+    assert twice[0].question in NearIdentical(held_out) and "How do I train a tokenizer?" not in NearIdentical(held_out)
     assert problems(twice[:1], CORPUS, held_out)[0].endswith("evaluation questions are never trained on")
 
 
@@ -118,5 +118,5 @@ def test_a_file_that_says_train_false_only_indexes_its_symbols(tmp_path: Path):
 def test_the_shipped_set_has_no_evaluation_question():
     """The leakage check on the repository's own files: no labelled question is (nearly) an evaluation question."""
     held_out = [q.question for path in (NATURAL_QUESTIONS, NATURAL_DEV, NATURAL_FRESH) for q in load_natural_questions(path)]
-    leaked = [e.question for e in load_labelled(LABELLED_DIR) if any(near_identical(e.question, q) for q in held_out)]
+    leaked = [e.question for e in load_labelled(LABELLED_DIR) if e.question in NearIdentical(held_out)]
     assert leaked == []

@@ -53,6 +53,23 @@ def test_save_and_load_give_identical_answers(encoder: Encoder, symbols, tmp_pat
     assert json.loads((tmp_path / "export" / "retrieval.json").read_text())["model_version"] == "1"
 
 
+def test_reply_abstains_below_the_threshold_and_the_threshold_travels_with_the_export(encoder: Encoder, symbols, tmp_path: Path):
+    questions = ["How do I make my runs reproducible with a fixed random seed?", "what's a good recipe for banana bread"]
+    plain = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3)
+    in_domain, off_topic = plain.confidences(questions)
+    assert in_domain > 0.5 > 0.2 > off_topic
+    assert [r["abstained"] for r in plain.reply(questions, 3)] == [False, False]  # no threshold: always answers
+    threshold = float((in_domain + off_topic) / 2)
+    cautious = Retriever.from_settings(plain.settings.model_copy(update={"abstain_below": threshold}), encoder, symbols, plain.embeddings)
+    answered, refused = cautious.reply(questions, 3)
+    assert answered["answers"] == plain.search(questions[:1], 3)[0] and answered["confidence"] == pytest.approx(float(in_domain))
+    assert refused["abstained"] and refused["answers"] == [] and f"needs {threshold:.2f}" in refused["reason"]
+    cautious.save(tmp_path / "export", manifest={})
+    assert Retriever.load(tmp_path / "export").reply(questions, 3) == cautious.reply(questions, 3)
+    with pytest.raises(MlopsError, match="cannot abstain"):
+        Retriever(None, symbols, None, 1.0, abstain_below=0.3)
+
+
 def test_query_expansion_is_part_of_an_export(encoder: Encoder, symbols, tmp_path: Path):
     expansion = QueryExpansion(weight=0.5, entries={"heartbeat": "communication processes"})
     assert Retriever(None, symbols, None, 1.0, public_api_prior=0.0, query_expansion=None).scores(["heartbeat"]).max() == 0.0
