@@ -23,6 +23,7 @@ STAGES = (
     ("encoder forward (ONNX Runtime)", "OnnxEncoder.encode"),
     ("BM25", "BM25Index.scores"),
     ("fuse and rank", "Retriever.rank"),
+    ("fuse and rank", "Retriever.reply"),  # what reply does beside the encoder and BM25: fuse, abstain, build answers
     ("answers to JSON", "TritonPythonModel.execute"),
 )
 OUTSIDE = "outside execute (request hand-off)"
