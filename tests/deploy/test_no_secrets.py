@@ -21,7 +21,9 @@ PATTERNS = {
     "credentials in a URL": re.compile(r"\b[a-z+]+://[\w.-]+:(?!password@)[^@\s/$<{*]{6,}@[\w.-]+"),
 }
 # Files whose fake credentials exist to prove something (the scanner here, URL redaction there); none is real.
-ALLOWED = {"tests/deploy/test_no_secrets.py", "tests/unit/serving/test_feedback.py"}  # the latter: a fake password the redaction test hides
+# test_feedback.py: a fake password the redaction test hides; off_topic_test.yaml: a prompt injection that ends in
+# 'root password:"', which the next entry's quote completes (no credential; the reported set is kept as written).
+ALLOWED = {"tests/deploy/test_no_secrets.py", "tests/unit/serving/test_feedback.py", "model/mlops/data/eval_sets/off_topic_test.yaml"}
 
 
 def find_credentials(text: str) -> list[str]:
