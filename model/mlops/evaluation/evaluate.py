@@ -126,13 +126,13 @@ def measure_variants(encoders: dict[str, Encoder | OnnxEncoder], settings: Retri
     return measured
 
 
-def measure_abstention(retriever: Retriever, dev: dict[str, QuestionSet], held_out: dict[str, QuestionSet]) -> tuple[float, dict]:
-    """The abstention threshold chosen on the in-domain ``dev`` sets (mlops.evaluation.abstention), and what it
-    refuses of every in-domain set and answers of the off-topic sets."""
+def measure_abstention(retriever: Retriever, dev: dict[str, QuestionSet], held_out: dict[str, QuestionSet]) -> dict:
+    """The abstention threshold chosen on the in-domain ``dev`` sets (mlops.evaluation.abstention), with what it
+    refuses of every in-domain set and answers of the off-topic sets: report.json's ``"abstention"``."""
     confidences = {which: retriever.confidences(qs.questions) for which, qs in {**dev, **held_out}.items() if qs.questions}
     threshold = abstention.choose_threshold({which: confidences[which] for which in dev if which in confidences})
     off_topic = {which: load_off_topic_questions(path) for which, path in OFF_TOPIC_SETS.items()}
-    return threshold, {
+    return {
         "threshold": threshold,
         "chosen_on": sorted(dev),
         "max_dev_refused": abstention.MAX_DEV_REFUSED,
@@ -242,9 +242,9 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     echo(f"  serving {served}: the fastest whose loss is at most {VARIANT_MAX_LOSS} on every set")
     served_settings = shipped_settings(weight).model_copy(update={"encoder_variant": served})
     held_out = {w: sets[w] for w in ("test", "natural", FRESH_SET, LABELLED_TEST_SET) if w in sets}
-    threshold, abstained = measure_abstention(Retriever.from_settings(served_settings, encoders[served], corpus, cand_emb),
-                                              {"validation": validation, "natural_dev": sets["natural_dev"]}, held_out)
-    refused, answered = abstained["in_domain_refused"], abstained["off_topic_answered"]
+    abstained = measure_abstention(Retriever.from_settings(served_settings, encoders[served], corpus, cand_emb),
+                                   {"validation": validation, "natural_dev": sets["natural_dev"]}, held_out)
+    threshold, refused, answered = abstained["threshold"], abstained["in_domain_refused"], abstained["off_topic_answered"]
     echo(f"  abstains below confidence {threshold:.3f} (at most {abstention.MAX_DEV_REFUSED:.0%} of validation and dev questions refused):"
          f" refuses {refused['natural']:.1%} of natural questions, answers {answered['off_topic_test']['answered']:.1%} of off-topic test questions")
     # Baselines are the plain methods: no fusion, no public-API prior, no query or document expansion.
