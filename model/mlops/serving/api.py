@@ -94,11 +94,10 @@ def create_app(config: ApiConfig) -> FastAPI:
         except TritonFailed as e:
             metrics.triton_errors.labels("failed").inc()
             return _error(502, str(e))
-        metrics.answers.labels(version).inc()
-        if reply["abstained"]:
-            metrics.abstentions.labels(version).inc()
+        elapsed = time.perf_counter() - started
+        metrics.answered(version, elapsed, reply["abstained"])
         return AskResponse(answers=[Answer.model_validate(a) for a in reply["answers"]], abstained=reply["abstained"], reason=reply["reason"],
-                           model_version=version, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+                           model_version=version, latency_ms=round(elapsed * 1000, 2))
 
     @app.post("/v1/feedback", status_code=201, response_model=FeedbackCreated, responses={422: {"model": ErrorBody}})
     def feedback(body: FeedbackRequest):

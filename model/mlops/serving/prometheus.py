@@ -26,6 +26,10 @@ class ApiMetrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.answers = Counter("qa_answers_total", "Questions answered, by the model version that answered.",
                                ["model_version"], registry=self.registry)
+        # By version, so that a canary's latency is compared with the stable version's (the chart's AnalysisTemplate).
+        self.answer_latency = Histogram("qa_answer_duration_seconds", "Time to answer a question (Triton included), by the "
+                                        "model version that answered.", ["model_version"], buckets=LATENCY_BUCKETS,
+                                        registry=self.registry)
         self.abstentions = Counter("qa_abstentions_total", "Questions the model declined to answer (no confident answer), "
                                    "by model version; also counted in qa_answers_total.", ["model_version"], registry=self.registry)
         self.feedback = Counter("qa_feedback_total", "Feedback stored, by rating and the model version it rates.",
@@ -34,6 +38,14 @@ class ApiMetrics:
                                      ["reason"], registry=self.registry)
         for reason in ("unavailable", "failed"):
             self.triton_errors.labels(reason)  # present (at 0) before the first error, for rate() and alerts
+
+    def answered(self, version: str, seconds: float, abstained: bool) -> None:
+        self.answers.labels(version).inc()
+        self.answer_latency.labels(version).observe(seconds)
+        if abstained:
+            self.abstentions.labels(version).inc()
+        for rating in ("up", "down"):  # the version's feedback series at 0 from its first answer: increase() counts the first rating
+            self.feedback.labels(rating, version)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

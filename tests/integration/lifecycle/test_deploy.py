@@ -28,8 +28,9 @@ from mlops.training.train import train
 from support.lifecycle import FAST, assert_unchanged, pass_gate, shifted, trained_and_passed
 
 
-def test_deploy_makes_the_candidate_the_champion_on_triton(settings: Settings, champion):
-    client, version = champion.client, champion.version
+def test_deploy_makes_the_candidate_the_champion_and_failed_deploys_leave_it_alone(settings: Settings, champion, monkeypatch,
+                                                                                   tmp_path: Path):
+    client, version, before = champion.client, champion.version, champion.digest
     assert any("contract test passed" in line for line in champion.lines)
     assert str(registry.by_alias(client, settings.model_name, registry.CHAMPION).version) == version
     assert registry.by_alias(client, settings.model_name, registry.CANDIDATE) is None
@@ -39,10 +40,6 @@ def test_deploy_makes_the_candidate_the_champion_on_triton(settings: Settings, c
     assert (live / version / "model.py").is_file()
     reply, served_by = ask(settings, "How do I continue a training run that crashed?", top_k=3)
     assert served_by == version and reply["answers"][0]["symbol"] == "minilib.training.Trainer.resume"
-
-
-def test_failed_deploys_leave_champion_and_export_alone(settings: Settings, champion, monkeypatch, tmp_path: Path):
-    client, version, before = champion.client, champion.version, champion.digest
 
     # A second version whose model cannot load in Triton.
     second = register_run(settings, trained_and_passed(settings, seed=7), echo=lambda *_: None)

@@ -53,6 +53,7 @@ def test_ask_answers_through_triton_like_the_in_process_model(api: TestClient, q
     # top_k defaults to 5; the answers are counted by the version that gave them
     assert len(api.post("/v1/ask", json={"question": QUESTION}).json()["answers"]) == 5
     assert _metric(api, "qa_answers_total", model_version="1") == 2
+    assert _metric(api, "qa_answer_duration_seconds_count", model_version="1") == 2  # the canary's latency check
     assert _metric(api, "qa_http_requests_total", route="/v1/ask", method="POST", status="200") == 2
 
 

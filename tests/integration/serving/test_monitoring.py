@@ -1,4 +1,5 @@
-"""The Grafana dashboard and alert rules query only metrics (and labels) that the API and Triton really export."""
+"""The Grafana dashboard, the alert rules and the canary's analysis query only metrics (and labels) that the API and Triton
+really export."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from support.paths import ROOT
 FILES = ROOT / "gitops" / "charts" / "transformers-qa" / "files"
 DASHBOARD = FILES / "grafana" / "transformers-qa.json"
 ALERTS = FILES / "prometheus" / "alerts.yaml"
+ANALYSIS = FILES / "rollouts" / "analysis.yaml"
 
 
 def _dashboard_queries() -> list[str]:
@@ -30,6 +32,12 @@ def _dashboard_queries() -> list[str]:
 def _alert_queries() -> list[str]:
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+def _analysis_queries(model_version: str = "1") -> list[str]:
+    """The canary's queries with their args filled in as Argo Rollouts fills them ({{args.NAME}})."""
+    spec = yaml.safe_load(ANALYSIS.read_text(encoding="utf-8"))
+    return [m["provider"]["prometheus"]["query"].replace("{{args.model-version}}", model_version) for m in spec["metrics"]]
 
 
 def _selectors(node) -> list[tuple[str, set[str]]]:
@@ -71,7 +79,7 @@ def test_every_queried_metric_and_label_is_exported(qa_triton: TritonServer, tmp
     with urllib.request.urlopen(f"http://{qa_triton.metrics_url}/metrics", timeout=10) as response:
         exported |= _scrape(response.read().decode())
 
-    queries = _dashboard_queries() + _alert_queries()
+    queries = _dashboard_queries() + _alert_queries() + _analysis_queries()
     checked = set()
     for query in queries:
         try:
@@ -82,5 +90,5 @@ def test_every_queried_metric_and_label_is_exported(qa_triton: TritonServer, tmp
             assert name in exported, f"{name} (queried by {query!r}) is not exported by the API or Triton"
             assert labels <= exported[name], f"{name} has no label(s) {labels - exported[name]} (queried by {query!r})"
             checked.add(name)
-    assert {"qa_http_requests_total", "qa_http_request_duration_seconds_bucket", "qa_feedback_total",
-            "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"} <= checked
+    assert {"qa_http_requests_total", "qa_http_request_duration_seconds_bucket", "qa_feedback_total", "qa_answer_duration_seconds_bucket",
+            "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us", "nv_inference_request_failure"} <= checked
