@@ -292,6 +292,23 @@ def bench_providers() -> None:
     _run(run_providers, Settings.from_env(), echo)
 
 
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="the environment's API, e.g. http://qa.203.0.113.10.nip.io")],
+    count: Annotated[int, typer.Option(help="how many questions to send (1-10000)")] = 40,
+    seed: Annotated[int, typer.Option(help="the same seed sends the same questions in the same order")] = 0,
+    rate: Annotated[float, typer.Option(help="at most this many questions a second")] = 2.0,
+    feedback: Annotated[bool, typer.Option(help="rate each answer as the persona would (--no-feedback: ask only)")] = True,
+) -> None:
+    """Seeded traffic of simulated users (novice, experienced, researcher, off-topic) with their thumbs up/down, for
+    staging load tests and a canary's analysis; prints each question and answer, then a JSON summary per persona."""
+    from mlops.bench.simulate import simulate as run_simulate
+
+    _check_range("--count", count, 1, 10000)
+    _check_range("--rate", rate, 0.01)
+    result(json.dumps(_run(run_simulate, url, count, seed, rate, feedback, echo), indent=2))
+
+
 @app.command("results-page")
 def results_page(
     out: Annotated[Path, typer.Option(help="the page to write")] = Path("docs/results.md"),

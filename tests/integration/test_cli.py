@@ -38,6 +38,9 @@ from support.cli import MLOPS, assert_clean_error, invoke, run
     (["serve", "--port", "70000"], "--port must be between 1 and 65535, got 70000"),
     (["smoke", "--url", "http://127.0.0.1:1", "--version", "3", "--timeout", "-1"], "--timeout must be at least 0"),
     (["bench"], "no model has been deployed yet"),
+    (["simulate", "--url", "qa.example.org"], "is not an http(s) URL"),
+    (["simulate", "--url", "http://127.0.0.1:1"], "http://127.0.0.1:1 is unreachable"),
+    (["simulate", "--url", "http://127.0.0.1:1", "--count", "0"], "--count must be between 1 and 10000, got 0"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str):
     assert_clean_error(invoke(*args, home=tmp_path / "home"), message)
