@@ -103,6 +103,8 @@ def test_the_analysis_aborts_a_canary_users_reject_and_the_alert_names_it(qa_tri
                 promql = metric["provider"]["prometheus"]["query"].replace("{{args.model-version}}", "2")
                 assert "{{" not in promql
                 results[metric["name"]] = query(prometheus, promql)
+            thumbs_query = next(m for m in ANALYSIS["metrics"] if m["name"] == "thumbs-down-ratio")["provider"]["prometheus"]["query"]
+            unrated = query(prometheus, thumbs_query.replace("{{args.model-version}}", "9"))  # a version nobody rated
             alert = next(r for g in ALERTS["groups"] for r in g["rules"] if r["alert"] == "QaThumbsDownRatioHigh")
             firing = requests.get(f"{prometheus}/api/v1/query", params={"query": alert["expr"]}, timeout=10).json()["data"]["result"]
         finally:
@@ -125,7 +127,7 @@ def test_the_analysis_aborts_a_canary_users_reject_and_the_alert_names_it(qa_tri
     assert [series["metric"]["model_version"] for series in firing] == ["2"]
     # With fewer than 10 ratings the thumbs-down check has no result, and its condition leaves the decision to the others.
     thumbs = next(m for m in ANALYSIS["metrics"] if m["name"] == "thumbs-down-ratio")
-    assert decide(thumbs["successCondition"], []) and not decide(thumbs["failureCondition"], [])
+    assert unrated == [] and decide(thumbs["successCondition"], []) and not decide(thumbs["failureCondition"], [])
 
 
 def _up(prometheus: str) -> int:
