@@ -4,7 +4,8 @@ Each request draws a persona by its share (novice, experienced, researcher, off-
 questions; the user then rates the top answer by a simple rule (personas.yaml says which). The same seed sends the
 same questions in the same order, so two runs (before and during a canary, say) are comparable. It prints each
 question and what came back, and returns a summary per persona. Used for staging load tests and to give a canary
-traffic and ratings; its questions are in no evaluation set, and its ratings are marked by their comment.
+traffic and ratings; its questions are in no evaluation set, and its ratings carry the comment `mlops simulate`,
+which `mlops data` leaves out of training (mlops.data.feedback).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import requests
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.core.errors import MlopsError
+from mlops.data.feedback import SIMULATED
 
 PERSONAS = Path(__file__).with_name("personas.yaml")
-COMMENT = "mlops simulate"  # on every rating it posts, so the feedback it leaves can be told from users'
 
 
 class PersonaQuestion(BaseModel):
@@ -102,7 +104,7 @@ def simulate(url: str, count: int, seed: int, rate: float, feedback: bool = True
         if feedback and verdict:
             posted = session.post(f"{url}/v1/feedback", timeout=30, json={
                 "question": request.question.question, "symbol": answer["answers"][0]["symbol"], "rating": verdict,
-                "model_version": answer["model_version"], "comment": COMMENT})
+                "model_version": answer["model_version"], "comment": SIMULATED})
             if posted.status_code == 201:
                 figures[verdict] += 1
             else:
@@ -110,7 +112,7 @@ def simulate(url: str, count: int, seed: int, rate: float, feedback: bool = True
         echo(f"{i + 1:4d} {request.persona:<11} {request.question.question[:60]!r} -> {got} "
              f"(version {answer['model_version']}, {latency:.0f} ms{', thumbs-' + verdict if feedback and verdict else ''})")
     for figures in summary.values():
-        latencies = sorted(figures.pop("latency_ms"))
-        figures["p50_ms"] = round(latencies[len(latencies) // 2], 1) if latencies else None
-        figures["p95_ms"] = round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 1) if latencies else None
+        latencies = figures.pop("latency_ms")
+        for q in (50, 95):
+            figures[f"p{q}_ms"] = round(float(np.percentile(latencies, q)), 1) if latencies else None
     return summary

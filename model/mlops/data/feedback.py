@@ -21,6 +21,8 @@ from mlops.data.labelled import NearIdentical
 from mlops.data.questions import Pair
 
 RULE = "feedback"
+# The comment `mlops simulate` puts on its ratings: a rule's verdict, not a user's, so never training data.
+SIMULATED = "mlops simulate"
 
 
 class FeedbackRow(BaseModel):
@@ -33,6 +35,7 @@ class FeedbackRow(BaseModel):
     symbol: str
     rating: Literal["up", "down"]
     model_version: str
+    comment: str | None = None
 
 
 def read_export(path: Path) -> list[FeedbackRow]:
@@ -51,7 +54,9 @@ def feedback_pairs(rows: Iterable[FeedbackRow], split_by_symbol: dict[str, str],
     left_out: Counter[str] = Counter()
     for row in rows:
         key = (row.question.strip().lower(), row.symbol)
-        if row.rating == "down":
+        if row.comment == SIMULATED:
+            left_out["simulated (mlops simulate)"] += 1
+        elif row.rating == "down":
             left_out["thumbs-down (waits for review)"] += 1
         elif row.symbol not in split_by_symbol:
             left_out["symbol not in the corpus"] += 1
