@@ -175,6 +175,8 @@ def cluster_secrets(environment: str, secrets: dict[str, str]) -> list[dict]:
              "data": {"AWS_ACCESS_KEY_ID": minio_user, "AWS_SECRET_ACCESS_KEY": minio_password}},
             {"namespace": "argo", "name": "mlops-pipeline-mlflow",
              "data": {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": secrets["mlflow_admin_password"]}},
+            {"namespace": "argo", "name": "mlops-pipeline-feedback",  # the release's data step trains on it
+             "data": {"url": FEEDBACK_DATABASE.format(password=quote(secrets["db_password"], safe=""))}},
             {"namespace": "argo", "name": "gitops-deploy-key",
              "data": {"ssh-privatekey": secrets["gitops_deploy_key"], "known_hosts": GITHUB_KNOWN_HOSTS}},
         ]

@@ -107,6 +107,30 @@ def data(
     result(dataset_hash)
 
 
+def _read_line(prompt: str) -> str | None:
+    """One line the annotator types (the prompt on stderr, as all progress); None once stdin ends."""
+    typer.echo(prompt, err=True, nl=False)
+    line = sys.stdin.readline()
+    return line.rstrip("\n") if line else None
+
+
+@app.command()
+def review(
+    feedback: Annotated[str, typer.Option(help="the feedback database (the API's DATABASE_URL), where decisions are stored too")],
+    reviewer: Annotated[str, typer.Option(help="who reviews, stored with each decision (default: $USER)")] = "",
+    dataset_hash: Annotated[str | None, typer.Option("--dataset", help="dataset whose corpus to search (default: the latest)")] = None,
+    limit: Annotated[int | None, typer.Option(help="review at most this many questions")] = None,
+) -> None:
+    """Work through the questions users rated down: pick the symbol that answers each, mark it off-topic, or skip.
+    The next `mlops data --feedback` trains on the decisions; prints what was decided as JSON."""
+    from mlops.review import run_review
+
+    if limit is not None:
+        _check_range("--limit", limit, 1)
+    name = reviewer or os.environ.get("USER", "")
+    result(json.dumps(_run(run_review, Settings.from_env(), feedback, name, _read_line, dataset_hash, limit, echo)))
+
+
 @app.command()
 def labelled(
     source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,

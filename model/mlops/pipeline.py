@@ -12,7 +12,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset, labelled
 from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
-from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, load_natural_questions
+from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, OFF_TOPIC_SETS, load_natural_questions, load_off_topic_questions
 from mlops.data.feedback import FeedbackRow, read_export
 from mlops.evaluation.evaluate import evaluate
 from mlops.evaluation.gate import GateConfig
@@ -47,9 +47,11 @@ def read_symbols(source: Path | None, echo=print) -> tuple[Path, list[Symbol]]:
 
 
 def evaluation_questions(settings: Settings) -> list[str]:
-    """The hand-written evaluation questions: no labelled question or feedback may be (near) one of them."""
-    return [q.question for path in (settings.natural_questions or NATURAL_QUESTIONS, settings.natural_dev or NATURAL_DEV,
-                                    NATURAL_FRESH) for q in load_natural_questions(path)]
+    """The hand-written evaluation questions, in-domain and off-topic: no labelled question, feedback or review may be
+    (near) one of them."""
+    natural = [q.question for path in (settings.natural_questions or NATURAL_QUESTIONS, settings.natural_dev or NATURAL_DEV,
+                                       NATURAL_FRESH) for q in load_natural_questions(path)]
+    return natural + [q.question for path in OFF_TOPIC_SETS.values() for q in load_off_topic_questions(path)]
 
 
 def checked_labelled_set(settings: Settings, corpus: dict[str, Symbol], folder: Path, missing_ok: bool, echo=print) -> list:
@@ -87,7 +89,8 @@ def build_data(settings: Settings, source: Path | None, echo=print, feedback: st
                                                    feedback=rows, held_out=evaluation_questions(settings))
     if feedback:
         left_out = ", ".join(f"{n} {why}" for why, n in manifest["feedback_left_out"].items()) or "none"
-        echo(f"feedback: {len(rows)} ratings, {manifest['pairs']['feedback']} training pairs (left out: {left_out})")
+        echo(f"feedback: {len(rows)} ratings, {manifest['pairs']['feedback']} training pairs, {manifest['off_topic']} off-topic examples"
+             f" (left out: {left_out})")
     echo(f"dataset {dataset_hash}: {manifest['symbols']} symbols, pairs {manifest['splits']} (rules {manifest['rules']}, "
          f"{manifest['pairs']['labelled']} labelled pairs from {len(entries)} labelled questions, "
          f"{manifest['pairs']['ambiguous']} ambiguous dropped; {manifest['expansion']['symbols']} train-split symbols index"

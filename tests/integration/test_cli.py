@@ -13,6 +13,7 @@ import pytest
 
 from mlops.triton.server import free_ports
 from support.cli import MLOPS, assert_clean_error, invoke, run
+from support.package import symbols_by_split
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -69,30 +70,41 @@ def test_data_prints_the_dataset_hash(tmp_path: Path, mini_package: Path):
     assert manifest["symbols"] == 41 and manifest["hash"] == dataset_hash
 
 
-def test_data_trains_on_stored_thumbs_up_and_its_hash_moves_only_with_them(tmp_path: Path, mini_package: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_data_trains_on_stored_thumbs_up_and_reviews_and_its_hash_moves_only_with_them(tmp_path: Path, mini_package: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch):
     from mlops.core.settings import Settings
+    from mlops.data import dataset
     from mlops.pipeline import build_data
     from mlops.serving.feedback import FeedbackStore
 
     home = tmp_path / "home"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     settings, lines = Settings.from_env(), []
-    first = build_data(settings, mini_package, echo=lambda *_: None)
-    train_symbols = sorted({json.loads(line)["symbol"] for line in (home / "datasets" / first / "train.jsonl").read_text().splitlines()})
+    train_symbols = symbols_by_split(mini_package)["train"]
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     store = FeedbackStore(url)  # the API's store (POST /v1/feedback)
     up = store.add(question="my training keeps starting from zero after a crash", symbol=train_symbols[0], rating="up", model_version="1")
     with_up = run("data", "--source", str(mini_package), "--feedback", url, home=home)
     assert with_up.returncode == 0, with_up.stderr
-    assert "feedback: 1 ratings, 1 training pairs (left out: none)" in with_up.stderr
+    assert "feedback: 1 ratings, 1 training pairs, 0 off-topic examples (left out: none)" in with_up.stderr
     pairs = [json.loads(line) for line in (home / "datasets" / with_up.stdout.strip() / "train.jsonl").read_text().splitlines()]
     assert [(p["symbol"], p["rule"]) for p in pairs if p["source"] == f"feedback:{up}"] == [(train_symbols[0], "feedback")]
-    assert with_up.stdout.strip() != first
-    store.add(question="this answer was useless", symbol=train_symbols[1], rating="down", model_version="1")
+    assert with_up.stdout.strip() != build_data(settings, mini_package, echo=lambda *_: None)  # without feedback
+    down = store.add(question="which piece pads my batches to one length", symbol=train_symbols[1], rating="down", model_version="1")
+    odd = store.add(question="what should I cook tonight", symbol=train_symbols[2], rating="down", model_version="1")
+    assert build_data(settings, mini_package, echo=lines.append, feedback=url) == with_up.stdout.strip()  # thumbs-down alone
+    assert any("2 thumbs-down (waits for review)" in line for line in lines)
+    # An annotator's decisions (mlops review) make a pair and an off-topic example, and a new dataset.
+    store.add_review([down], reviewer="ana", decision="symbol", symbol="minilib.data.collators.PaddingCollator")
+    store.add_review([odd], reviewer="ana", decision="off-topic")
     store.close()
-    assert build_data(settings, mini_package, echo=lines.append, feedback=url) == with_up.stdout.strip()  # a thumbs-down alone
-    assert any("1 thumbs-down (waits for review)" in line for line in lines)
+    reviewed = build_data(settings, mini_package, echo=lambda *_: None, feedback=url)
+    folder = home / "datasets" / reviewed
+    assert reviewed != with_up.stdout.strip()
+    assert [(p.question, p.symbol, p.source) for p in dataset.load_split(folder, "train") if p.rule == "review"] == [
+        ("which piece pads my batches to one length", "minilib.data.collators.PaddingCollator", f"review:{down}")]
+    assert [(q.question, q.source) for q in dataset.load_off_topic(folder)] == [("what should I cook tonight", f"review:{odd}")]
+    assert build_data(settings, mini_package, echo=lambda *_: None, feedback=url) == reviewed  # the same decisions, the same hash
 
 
 def test_serve_on_a_busy_port(tmp_path: Path):

@@ -95,6 +95,16 @@ def write_package(root: Path, api=MINI_API) -> Path:
     return root / "minilib"
 
 
+def symbols_by_split(root: Path) -> dict[str, list[str]]:
+    """The package's symbols in each dataset split, as `mlops data` splits them (by a hash of the passage)."""
+    from mlops.data.corpus import extract_symbols
+    from mlops.data.dataset import SPLITS, dedupe_symbols, split_of
+    from mlops.data.text import passage
+
+    symbols = dedupe_symbols(extract_symbols(root)[0])
+    return {split: sorted(s.symbol for s in symbols if split_of(passage(s)) == split) for split in SPLITS}
+
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
 

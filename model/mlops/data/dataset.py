@@ -1,7 +1,8 @@
 """Build, validate, split and version the dataset.
 
-A dataset is a folder ``<datasets>/<hash>/`` holding ``corpus.jsonl`` (the symbols) and
-``train|validation|test.jsonl`` (question/symbol pairs). ``hash`` is the SHA-256 of the content,
+A dataset is a folder ``<datasets>/<hash>/`` holding ``corpus.jsonl`` (the symbols),
+``train|validation|test.jsonl`` (question/symbol pairs) and, when annotators marked any, ``off_topic.jsonl`` (questions
+reviewed as not about the library: training-side data, never an evaluation set). ``hash`` is the SHA-256 of the content,
 so the same source always gives the same dataset id, and ``LATEST`` names the newest one.
 Splits are made per passage (a symbol's text): a passage, and every question about it, lives in
 exactly one split, so nothing the model trained on is scored as held out.
@@ -22,13 +23,14 @@ from pydantic import BaseModel, ValidationError
 
 from mlops.core.errors import MlopsError
 from mlops.data.corpus import Symbol
-from mlops.data.feedback import FeedbackRow, feedback_pairs
+from mlops.data.feedback import FeedbackRow, OffTopicExample, from_feedback
 from mlops.data.labelled import LabelledQuestion, labelled_pairs
 from mlops.data.questions import Pair, questions_for
 from mlops.data.text import passage
 
 SPLITS = ("train", "validation", "test")
 SPLIT_PERCENT = {"train": 80, "validation": 10, "test": 10}
+OFF_TOPIC = "off_topic.jsonl"
 LATEST = "LATEST"
 FORMAT_VERSION = 1
 
@@ -80,18 +82,21 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
                   feedback: Iterable[FeedbackRow] = (), held_out: Iterable[str] = ()) -> tuple[str, dict]:
     """Write a new dataset version (atomically) and return its hash and manifest. Labelled questions join the rule
     pairs in their symbol's split, so a labelled question about a test symbol stays in test; feedback joins the train
-    split only (mlops.data.feedback), never near an evaluation question of ``held_out``."""
+    split only (mlops.data.feedback), never near an evaluation question of ``held_out``; so do reviewed off-topic
+    questions, in their own file."""
     symbols = dedupe_symbols(symbols)
     split_by_symbol = {s.symbol: split_of(passage(s)) for s in symbols}
     pairs, stats = make_pairs(symbols)
     made = {(p.question.lower(), p.symbol) for p in pairs}
     written = [p for p in labelled_pairs(labelled_set, {s.symbol: s for s in symbols}) if (p.question.lower(), p.symbol) not in made]
     made |= {(p.question.lower(), p.symbol) for p in written}
-    from_users, left_out = feedback_pairs(feedback, split_by_symbol, held_out)
-    from_users = [p for p in from_users if (p.question.lower(), p.symbol) not in made]
+    users = from_feedback(feedback, split_by_symbol, held_out)
+    from_users = [p for p in users.pairs if (p.question.lower(), p.symbol) not in made]
     pairs, stats = pairs + written + from_users, {**stats, "labelled": len(written), "feedback": len(from_users)}
     symbols = expand_documents(symbols, written, split_by_symbol)
     files = {"corpus.jsonl": _jsonl(symbols)}
+    if users.off_topic:  # only then: a dataset without reviews keeps the hash it always had
+        files[OFF_TOPIC] = _jsonl(users.off_topic)
     for split in SPLITS:
         chosen = sorted((p for p in pairs if split_by_symbol[p.symbol] == split), key=lambda p: (p.symbol, p.question))
         files[f"{split}.jsonl"] = _jsonl(chosen)
@@ -109,7 +114,8 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
         "rules": {r: sum(p.rule == r for p in pairs) for r in sorted({p.rule for p in pairs})},
         "expansion": {"symbols": sum(bool(s.labelled_questions) for s in symbols),
                       "questions": sum(len(s.labelled_questions) for s in symbols)},
-        "feedback_left_out": left_out,
+        "off_topic": len(users.off_topic),
+        "feedback_left_out": users.left_out,
     }
     target = datasets_dir / dataset_hash
     if not target.exists():
@@ -172,6 +178,10 @@ def load_split(folder: Path, split: str) -> list[Pair]:
     if split not in SPLITS:
         raise MlopsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     return _read_jsonl(folder / f"{split}.jsonl", Pair)
+
+
+def load_off_topic(folder: Path) -> list[OffTopicExample]:
+    return _read_jsonl(folder / OFF_TOPIC, OffTopicExample) if (folder / OFF_TOPIC).is_file() else []
 
 
 def manifest_of(folder: Path) -> dict:

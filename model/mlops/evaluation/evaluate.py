@@ -10,9 +10,12 @@ Systems compared on the same corpus and questions:
 Question sets: the dataset's held-out ``test`` split (templated, sliced by category), the
 hand-written natural questions (sliced by topic; reported, never trained on), the hand-written
 development questions (``natural_dev``: what retrieval changes are developed against), and the
-test questions of the rules the run trained on (``test_trained_rules``: what the gate's encoder check reads).
+test questions of the rules the run trained on (``test_trained_rules``: what the gate's encoder check reads), and,
+when users' feedback or reviews made training pairs, those questions (``feedback_trained``: trained on, so reported
+apart, never gated: whether retraining learnt what users taught it).
 The candidate also gets its abstention threshold here (``measure_abstention``), from the in-domain development sets,
-with its refusals of in-domain questions and its answers to the off-topic sets reported.
+with its refusals of in-domain questions and its answers to the off-topic sets (and to the questions annotators
+marked off-topic) reported.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mlops.data.eval_sets import (
     load_natural_questions,
     load_off_topic_questions,
 )
+from mlops.data.feedback import FEEDBACK_RULES
 from mlops.data.labelled import RULES as LABELLED_RULES
 from mlops.data.questions import TEMPLATED_RULES
 from mlops.evaluation import abstention
@@ -59,6 +63,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display here o
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SETS = ("test", "natural", "natural_dev")  # the question sets every system is scored on (and printed)
 LABELLED_TEST_SET = "test_labelled"
+FEEDBACK_SET = "feedback_trained"
+REVIEWED_OFF_TOPIC = "off_topic_reviewed"
 
 
 class QuestionSet(BaseModel):
@@ -68,14 +74,14 @@ class QuestionSet(BaseModel):
 
 
 def _test_set(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None,
-              strict: bool = False) -> QuestionSet:
-    """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise, unless ``strict``)."""
+              strict: bool = False, slice_by_rule: bool = False) -> QuestionSet:
+    """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise, unless ``strict``).
+    Sliced by the symbol's category, or by the rule that made the question."""
     pairs = dataset.load_split(folder, split)
     if rules and (strict or any(p.rule in rules for p in pairs)):
         pairs = [p for p in pairs if p.rule in rules]
-    return QuestionSet(
-        questions=[p.question for p in pairs], expected=[{p.symbol} for p in pairs], slices=[symbols[p.symbol].category for p in pairs]
-    )
+    return QuestionSet(questions=[p.question for p in pairs], expected=[{p.symbol} for p in pairs],
+                       slices=[p.rule if slice_by_rule else symbols[p.symbol].category for p in pairs])
 
 
 def _natural_set(symbols: dict[str, Symbol], path: Path) -> QuestionSet:
@@ -126,18 +132,22 @@ def measure_variants(encoders: dict[str, Encoder | OnnxEncoder], settings: Retri
     return measured
 
 
-def measure_abstention(retriever: Retriever, dev: dict[str, QuestionSet], held_out: dict[str, QuestionSet]) -> dict:
+def measure_abstention(retriever: Retriever, dev: dict[str, QuestionSet], held_out: dict[str, QuestionSet],
+                       reviewed_off_topic: list[str] = ()) -> dict:
     """The abstention threshold chosen on the in-domain ``dev`` sets (mlops.evaluation.abstention), with what it
-    refuses of every in-domain set and answers of the off-topic sets: report.json's ``"abstention"``."""
+    refuses of every in-domain set and answers of the off-topic sets and of the questions annotators marked off-topic
+    (the dataset's off_topic.jsonl): report.json's ``"abstention"``."""
     confidences = {which: retriever.confidences(qs.questions) for which, qs in {**dev, **held_out}.items() if qs.questions}
     threshold = abstention.choose_threshold({which: confidences[which] for which in dev if which in confidences})
-    off_topic = {which: load_off_topic_questions(path) for which, path in OFF_TOPIC_SETS.items()}
+    off_topic = {which: [(q.question, q.kind) for q in load_off_topic_questions(path)] for which, path in OFF_TOPIC_SETS.items()}
+    if reviewed_off_topic:
+        off_topic[REVIEWED_OFF_TOPIC] = [(q, "reviewed") for q in reviewed_off_topic]
     return {
         "threshold": threshold,
         "chosen_on": sorted(dev),
         "max_dev_refused": abstention.MAX_DEV_REFUSED,
         "in_domain_refused": {which: abstention.refused_share(c, threshold) for which, c in confidences.items()},
-        "off_topic_answered": {which: abstention.answered_by_kind(retriever.confidences([q.question for q in qs]), [q.kind for q in qs], threshold)
+        "off_topic_answered": {which: abstention.answered_by_kind(retriever.confidences([q for q, _ in qs]), [k for _, k in qs], threshold)
                                for which, qs in off_topic.items()},
         "targets": {"in_domain_refused": abstention.TARGET_IN_DOMAIN_REFUSED, "off_topic_answered": abstention.TARGET_OFF_TOPIC_ANSWERED},
     }
@@ -201,6 +211,9 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
         GATE_SET: _test_set(folder, "test", by_name, trained_rules),
     }
+    from_users = _test_set(folder, "train", by_name, set(FEEDBACK_RULES), strict=True, slice_by_rule=True)
+    if from_users.questions:
+        sets[FEEDBACK_SET] = from_users
     labelled_test = _test_set(folder, "test", by_name, set(LABELLED_RULES), strict=True)
     if labelled_test.questions:  # the labelled questions of held-out symbols: natural wording, never trained on
         sets[LABELLED_TEST_SET] = labelled_test
@@ -243,7 +256,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     served_settings = shipped_settings(weight).model_copy(update={"encoder_variant": served})
     held_out = {w: sets[w] for w in ("test", "natural", FRESH_SET, LABELLED_TEST_SET) if w in sets}
     abstained = measure_abstention(Retriever.from_settings(served_settings, encoders[served], corpus, cand_emb),
-                                   {"validation": validation, "natural_dev": sets["natural_dev"]}, held_out)
+                                   {"validation": validation, "natural_dev": sets["natural_dev"]}, held_out,
+                                   [q.question for q in dataset.load_off_topic(folder)])
     threshold, refused, answered = abstained["threshold"], abstained["in_domain_refused"], abstained["off_topic_answered"]
     echo(f"  abstains below confidence {threshold:.3f} (at most {abstention.MAX_DEV_REFUSED:.0%} of validation and dev questions refused):"
          f" refuses {refused['natural']:.1%} of natural questions, answers {answered['off_topic_test']['answered']:.1%} of off-topic test questions")
@@ -268,6 +282,9 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     systems = {name: {which: score(r, qs) for which, qs in sets.items()} for name, r in retrievers.items()}
     throughput = search_throughput(retrievers["candidate"], sets["test"].questions)
     echo(f"  in-process search (encode + fused scoring, batched): {throughput:.0f} questions/s")
+    if FEEDBACK_SET in sets:
+        echo(f"  on the {len(sets[FEEDBACK_SET].questions)} questions users taught it (trained on, not gated): "
+             + ", ".join(f"{name} r@1 {s[FEEDBACK_SET]['overall']['recall_at_1']:.3f}" for name, s in systems.items()))
     passed, reason, checks = decide_gate(systems, config)
     report = {
         "run_id": run_id,
@@ -298,7 +315,8 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
 
 def _log(client, run_id: str, report: dict, out: Path, plots: list[Path], retrieval: RetrievalSettings) -> None:
     candidate = report["systems"]["candidate"]
-    metrics = {f"{which}_{k}": v for which in SETS for k, v in candidate[which]["overall"].items() if k != "count"}
+    logged = SETS + ((FEEDBACK_SET,) if FEEDBACK_SET in candidate else ())
+    metrics = {f"{which}_{k}": v for which in logged for k, v in candidate[which]["overall"].items() if k != "count"}
     for name, system in report["systems"].items():
         if name != "candidate":
             metrics[f"baseline_{name}_natural_recall_at_5"] = system["natural"]["overall"]["recall_at_5"]

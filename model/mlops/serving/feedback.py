@@ -2,7 +2,8 @@
 
 SQLite in WAL mode under ``.mlops/`` by default, PostgreSQL when ``DATABASE_URL`` names one. Each row
 is committed (and, on SQLite, synced) before the API answers ``201``, so a crash right after the
-answer cannot lose it. ``export`` streams the rows as dicts in insertion order: what retraining reads.
+answer cannot lose it. ``export`` streams the rows as dicts in insertion order, each with its newest review (an
+annotator's decision on a thumbs-down, ``mlops review``): what retraining reads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Engine, Integer, String, Text, create_engine, event, select
+from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -24,6 +25,11 @@ class Base(DeclarativeBase):
     pass
 
 
+def _utc(moment: datetime) -> str:
+    """ISO 8601 with the zone: every time is stored in UTC, and SQLite gives it back without one."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 class Feedback(Base):
     __tablename__ = "feedback"
 
@@ -35,16 +41,34 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     model_version: Mapped[str] = mapped_column(String(64))
 
-    def as_dict(self) -> dict:
+    def as_dict(self, review: Review | None = None) -> dict:
         return {
             "id": self.id,
-            "created_at": self.created_at.isoformat(),
+            "created_at": _utc(self.created_at),
             "question": self.question,
             "symbol": self.symbol,
             "rating": self.rating,
             "comment": self.comment,
             "model_version": self.model_version,
+            "review": review.as_dict() if review else None,
         }
+
+
+class Review(Base):
+    """An annotator's decision on one feedback row: the symbol that answers its question, or that it is off-topic.
+    Rows are only added; a later decision on the same feedback row replaces the earlier one in the export."""
+
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"), index=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(16))
+    symbol: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    def as_dict(self) -> dict:
+        return {"decision": self.decision, "symbol": self.symbol, "reviewer": self.reviewer, "decided_at": _utc(self.decided_at)}
 
 
 class StoreUnavailable(Exception):
@@ -104,13 +128,24 @@ class FeedbackStore:
         except SQLAlchemyError as e:
             raise StoreUnavailable(f"the feedback database did not store the row: {type(e).__name__}") from e
 
+    def add_review(self, feedback_ids: list[int], *, reviewer: str, decision: str, symbol: str | None = None) -> None:
+        """Store one decision for each of ``feedback_ids`` (the ratings of one question), in one transaction."""
+        now = datetime.now(UTC)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add_all([Review(feedback_id=i, decided_at=now, reviewer=reviewer, decision=decision, symbol=symbol) for i in feedback_ids])
+        except SQLAlchemyError as e:
+            raise StoreUnavailable(f"the feedback database did not store the review: {type(e).__name__}") from e
+
     def export(self) -> Iterator[dict]:
-        """Every row, oldest first, read in batches (the table may be large)."""
+        """Every row, oldest first, read in batches (the table may be large), with its newest review. Reviews are a
+        person's work, few beside the ratings, so they are read whole first."""
         try:
             with Session(self.engine) as session:
+                reviews = {r.feedback_id: r for r in session.scalars(select(Review).order_by(Review.id))}
                 rows = session.execute(select(Feedback).order_by(Feedback.id).execution_options(yield_per=EXPORT_BATCH))
                 for row in rows.scalars():
-                    yield row.as_dict()
+                    yield row.as_dict(reviews.get(row.id))
         except SQLAlchemyError as e:
             raise StoreUnavailable(f"the feedback database could not be read: {type(e).__name__}") from e
 

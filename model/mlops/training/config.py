@@ -16,8 +16,8 @@ class TrainConfig(BaseModel):
     scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
     seed: int = 13
-    rules: tuple[str, ...] = Field(("how", "summary", "argument", "labelled", "feedback"),
+    rules: tuple[str, ...] = Field(("how", "summary", "argument", "labelled", "feedback", "review"),
                                    description="question rules to train on ('what' only teaches names; 'labelled': the written set;"
-                                               " 'feedback': users' thumbs-up)")
+                                               " 'feedback': users' thumbs-up; 'review': thumbs-down an annotator answered)")
     passage_tokens: int = Field(48, ge=16, le=256, description="passage truncation while training (serving uses 128)")
     shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")

@@ -263,6 +263,7 @@ SECRETS_TABLE = {
     ("transformers-qa", "postgres"): (["url"], STACKS),
     ("argo", "mlops-pipeline-s3"): (["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], ("staging",)),
     ("argo", "mlops-pipeline-mlflow"): (["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"], ("staging",)),
+    ("argo", "mlops-pipeline-feedback"): (["url"], ("staging",)),
     ("argo", "gitops-deploy-key"): (["ssh-privatekey", "known_hosts"], ("staging",)),
     ("monitoring", "grafana-admin"): (["admin-user", "admin-password"], STACKS),
 }
@@ -281,6 +282,7 @@ def test_the_cluster_secrets_follow_the_table(stack: str):
     if stack == "staging":
         assert made[("mlflow", "mlflow-auth")] == {"username": "admin", "password": "mlflowadminsecret0"}
         assert made[("argo", "mlops-pipeline-mlflow")]["MLFLOW_TRACKING_PASSWORD"] == "mlflowadminsecret0"
+        assert made[("argo", "mlops-pipeline-feedback")]["url"] == made[("transformers-qa", "postgres")]["url"]
         assert made[("argo", "mlops-pipeline-s3")]["AWS_SECRET_ACCESS_KEY"] == made[("mlflow", "minio")]["rootPassword"]
         assert made[("argo", "gitops-deploy-key")]["known_hosts"].startswith("github.com ssh-ed25519 ")
     else:

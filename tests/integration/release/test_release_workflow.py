@@ -48,10 +48,12 @@ from mlflow.tracking import MlflowClient
 
 from mlops.core.settings import Settings
 from mlops.lifecycle import registry
+from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
 from support import dockerfiles
-from support.kubernetes import FakeKubernetesApi, application
+from support.kubernetes import FakeKubernetesApi, application, expand
 from support.lifecycle import pass_gate
+from support.package import symbols_by_split
 from support.pod_user import PodUser, can_traverse, share_remote
 from support.services import MLOPS, ROOT, ApiProcess, git, gitops_remote, mlflow_server, push_commit, s3_server
 from support.workflows import DOCS, TEMPLATE, dag_order, templates
@@ -130,7 +132,13 @@ class Argo:
                 name = source["secretRef"]["name"]
                 assert name in self.secrets, f"the step reads Secret {name}, which this test (and docs/deployment.md) does not know"
                 env.update(self.secrets[name])
-        env.update({v["name"]: self.fill(v["value"], inputs) for v in container.get("env", [])})
+        for variable in container.get("env", []):
+            if "valueFrom" in variable:
+                ref = variable["valueFrom"]["secretKeyRef"]
+                assert ref["name"] in self.secrets, f"the step reads Secret {ref['name']}, which this test (and docs/deployment.md) does not know"
+                env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
+            else:
+                env[variable["name"]] = self.fill(variable["value"], inputs)
         return {**env, **self.extra_env}
 
     def pod(self, name: str) -> Pod:
@@ -161,6 +169,7 @@ class Argo:
                 shutil.copytree(self.outputs[(producer, name)], target)
             if self.user:
                 self.user.own(target)
+        env = self.environment(pod, container, inputs, trainer)
         if not trainer:  # Argo writes the source to a file and runs command + that file
             script = pod.path("/argo/staging/script")
             script.parent.mkdir(parents=True)
@@ -170,11 +179,10 @@ class Argo:
         else:
             assert container["command"] == ["mlops"] and TRAINER_IMAGE.fullmatch(image), image
             mlops = str(self.user.mlops) if self.user else MLOPS
-            argv = [mlops, *[self.fill(str(a), inputs) for a in container["args"]], *extra_args]
+            argv = [mlops, *[expand(self.fill(str(a), inputs), env) for a in container["args"]], *extra_args]
             argv = [(replace or {}).get(a, a) for a in argv]
         cwd = pod.path(container.get("workingDir", self.workdir))
         cwd.mkdir(parents=True, exist_ok=True)
-        env = self.environment(pod, container, inputs, trainer)
         done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
                               **(self.user.run_kwargs() if self.user else {}))
         self.done[task["name"]] = done
@@ -261,6 +269,22 @@ def served_staging(stack: ExitStack, s3, remote: Path, tmp: Path) -> str:
     return api.url
 
 
+def staging_feedback(folder: Path, package: Path, user: PodUser | None) -> str:
+    """Staging's feedback database with a user's thumbs-up and a reviewed thumbs-down (mlops review), both on symbols
+    of the train split, which the data step trains on."""
+    train = symbols_by_split(package)["train"]
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'feedback.db'}"
+    store = FeedbackStore(url)
+    store.add(question="carry on from where my job died", symbol=train[0], rating="up", model_version="1")
+    down = store.add(question="which piece pads my batches", symbol=train[1], rating="down", model_version="1")
+    store.add_review([down], reviewer="ana", decision="symbol", symbol="minilib.data.collators.PaddingCollator")
+    store.close()
+    if user:  # SQLite writes its journal beside the file: the pod's user owns the folder
+        user.own(folder)
+    return url
+
+
 def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Path, mini_package: Path, natural_file: Path,
                                                                     monkeypatch: pytest.MonkeyPatch, pod_user: PodUser | None):
     remote = gitops_remote(tmp_path, {"staging": ("", "")})  # nothing promoted yet: this is the first release
@@ -273,7 +297,8 @@ def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Pat
         kube = FakeKubernetesApi(tmp_path / "kube")
         stack.callback(kube.stop)
         secrets = {"mlops-pipeline-s3": {"AWS_ACCESS_KEY_ID": "made-up-minio-user", "AWS_SECRET_ACCESS_KEY": "made-up-minio-password"},
-                   "mlops-pipeline-mlflow": {"MLFLOW_TRACKING_USERNAME": server.username, "MLFLOW_TRACKING_PASSWORD": server.password}}
+                   "mlops-pipeline-mlflow": {"MLFLOW_TRACKING_USERNAME": server.username, "MLFLOW_TRACKING_PASSWORD": server.password},
+                   "mlops-pipeline-feedback": {"url": staging_feedback(tmp_path / "feedback", mini_package, pod_user)}}
         cluster = {"MLFLOW_TRACKING_URI": server.url, "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
         extra = {"MLOPS_NATURAL_QUESTIONS": str(natural_file), "MLOPS_NATURAL_DEV": str(natural_file), **kube.environment()}
         argo = Argo(tmp_path, parameters, cluster, secrets, remote, extra, pod_user, kube)
@@ -330,6 +355,7 @@ def test_the_release_workflow_runs_here_and_stops_at_a_failed_gate(tmp_path: Pat
     # stdout is the result and nothing else, though MLflow printed "View run" when the training run ended
     assert "View run" in argo.done["train"].stderr and argo.done["train"].stdout == results["train"] + "\n"
     assert re.fullmatch(r"[0-9a-f]{16}", results["data"]) and re.fullmatch(r"[0-9a-f]{32}", results["train"])
+    assert "feedback: 2 ratings, 2 training pairs, 0 off-topic examples (left out: none)" in argo.done["data"].stderr
     assert results["publish"] == "s3://models/transformers-qa/1"
     assert {"transformers-qa/config.pbtxt", "transformers-qa/1/model.py", "transformers-qa/1/embeddings.npy"} <= keys
     # The release commit: staging runs version 1 on the release's images, CI skipped; main moved on past it.

@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def test_rows_are_stored_and_exported_in_order(database_url: str):
     store.close()
     # A second store on the same database (a restarted API) sees the same rows.
     assert [r["id"] for r in FeedbackStore(database_url).export()][before:] == ids
+
+
+def test_reviews_are_stored_with_who_and_when_and_the_export_carries_the_newest(database_url: str):
+    store = FeedbackStore(database_url)
+    ids = [store.add(question="where is the seed", symbol="minilib.training.Trainer", rating="down", model_version="3") for _ in range(2)]
+    store.add_review(ids, reviewer="ana", decision="off-topic")
+    store.add_review(ids[:1], reviewer="bo", decision="symbol", symbol="minilib.training.set_seed")  # a second look
+    reviews = {r["id"]: r["review"] for r in store.export() if r["id"] in ids}
+    assert reviews[ids[0]]["decision"] == "symbol" and reviews[ids[0]]["symbol"] == "minilib.training.set_seed"
+    assert reviews[ids[0]]["reviewer"] == "bo" and reviews[ids[1]] == {**reviews[ids[1]], "decision": "off-topic", "reviewer": "ana", "symbol": None}
+    assert datetime.fromisoformat(reviews[ids[1]]["decided_at"]).tzinfo is not None
+    store.close()
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from mlops.bench.simulate import plan, simulate
-from mlops.data.feedback import SIMULATED, FeedbackRow, feedback_pairs
+from mlops.data.feedback import SIMULATED, FeedbackRow, from_feedback, review_queue
 from mlops.triton.server import TritonServer
 from support.services import ApiProcess
 
@@ -33,7 +33,8 @@ def test_simulated_users_ask_rate_and_their_ratings_are_stored(qa_triton: Triton
     assert {row["comment"] for row in exported} == {SIMULATED} and {row["model_version"] for row in exported} == {"1"}
     # a rule's ratings never become training pairs, even on a symbol of the train split
     rows = [FeedbackRow.model_validate(row) for row in exported]
-    pairs, left_out = feedback_pairs(rows, {row.symbol: "train" for row in rows}, held_out=[])
-    assert pairs == [] and left_out == {"simulated (mlops simulate)": len(rows)}
+    made = from_feedback(rows, {row.symbol: "train" for row in rows}, held_out=[])
+    assert made.pairs == [] and made.left_out == {"simulated (mlops simulate)": len(rows)}
+    assert review_queue(rows) == []  # nor do they wait for an annotator
     assert sum(1 for row in exported if row["rating"] == "down") == sum(f["down"] for f in summary.values())
     assert 'qa_answers_total{model_version="1"} 12.0' in metrics
