@@ -98,6 +98,7 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 def data(
     source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
     feedback: Annotated[str | None, typer.Option(
+        envvar="MLOPS_FEEDBACK",  # how the release workflow passes the database URL: its password stays out of argv
         help="stored user feedback to train on: the API's feedback database URL, or a file of GET /v1/feedback/export")] = None,
 ) -> None:
     """Build the symbol corpus and question/passage splits; print the dataset hash."""

@@ -13,7 +13,7 @@ from mlops.core.settings import Settings
 from mlops.data import dataset, labelled
 from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, OFF_TOPIC_SETS, load_natural_questions, load_off_topic_questions
-from mlops.data.feedback import FeedbackRow, read_export
+from mlops.data.feedback import FeedbackRow, parse_rows, read_export
 from mlops.evaluation.evaluate import evaluate
 from mlops.evaluation.gate import GateConfig
 from mlops.lifecycle import registry, tracking
@@ -73,7 +73,7 @@ def read_feedback(feedback: str) -> list[FeedbackRow]:
 
     store = FeedbackStore(feedback)
     try:
-        return [FeedbackRow.model_validate(row) for row in store.export()]
+        return parse_rows(store.export())
     except StoreUnavailable as exc:
         raise MlopsError(f"cannot read the feedback: {exc}") from None
     finally:

@@ -23,6 +23,7 @@ SET_NAMES = {
     "test_trained_rules": "test questions of the trained rules (the gate's encoder check)",
     "test_labelled": "labelled questions about held-out symbols",
     "natural_fresh": "fresh natural questions (random symbols, written before any run; sliced by labelled or not)",
+    "feedback_trained": "questions users taught it (thumbs-up and reviewed thumbs-down; trained on, so never gated)",
 }
 SYSTEM_NAMES = {
     "candidate": "candidate (deployed system)",

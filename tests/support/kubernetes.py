@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,15 +17,6 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YXJnbzptbG
 
 
 NOW = "2026-12-01T12:00:00Z"
-
-# $(VAR) in a container's command and args, as the kubelet expands it (kubernetes/kubernetes
-# third_party/forked/golang/expansion/expand.go): a defined variable's value, an undefined one left as written,
-# $$ a literal $.
-_REFERENCE = re.compile(r"\$(\$|\(([^)]*)\))")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    return _REFERENCE.sub(lambda m: "$" if m.group(1) == "$" else env.get(m.group(2), m.group(0)), text)
 
 
 def application(sync: str, revision: str | None, health: str, phase: str = "Succeeded", revisions: list[str] | None = None) -> dict:

@@ -40,6 +40,7 @@ PARTS = {
     "model/mlops/release": "trainer",               # promote, smoke, gitops wait: Argo steps
     "model/mlops/pipeline.py": "trainer",
     "model/mlops/ask.py": "trainer",
+    "model/mlops/review.py": "trainer",             # reads the feedback store and searches the corpus
     "model/mlops/bench": "dev",                     # benchmarks (Locust, py-spy)
     "model/mlops/gitops": "dev",                    # render, validate, chart cache: CI and the promote workflow
     "infra": "infra",                               # the Pulumi program

@@ -83,6 +83,7 @@ class QueueItem(BaseModel):
     feedback_ids: list[int]
     rejected: list[str]  # symbols rated down, most often first
     model_versions: list[str]
+    earlier: ReviewDecision | None = None  # the question's newest decision, when users rated it down again since
 
 
 def read_export(path: Path) -> list[FeedbackRow]:
@@ -94,53 +95,91 @@ def read_export(path: Path) -> list[FeedbackRow]:
         raise MlopsError(f"feedback export {path} is unreadable: {str(exc).splitlines()[0]}") from None
 
 
+def parse_rows(rows: Iterable[dict]) -> list[FeedbackRow]:
+    """The feedback store's rows (mlops.serving.feedback.FeedbackStore.export) as FeedbackRows; one error naming a
+    malformed row (edited by hand: the store writes none)."""
+    parsed = []
+    for row in rows:
+        try:
+            parsed.append(FeedbackRow.model_validate(row))
+        except ValidationError as exc:
+            raise MlopsError(f"feedback row {row.get('id')} is malformed ({str(exc).splitlines()[-1].strip()}); "
+                             "fix or delete it in the feedback database") from None
+    return parsed
+
+
 def _key(question: str) -> str:
     return " ".join(question.lower().split())
 
 
-def review_queue(rows: Iterable[FeedbackRow]) -> list[QueueItem]:
-    """The unreviewed thumbs-down of users (not of the simulator), one item per question, the most rated down first."""
+def _tidy(question: str) -> str:
+    return " ".join(question.split())
+
+
+def _newest_review(rows: Iterable[FeedbackRow]) -> FeedbackRow | None:
+    reviewed = [r for r in rows if r.review is not None]
+    return max(reviewed, key=lambda r: (r.review.decided_at, r.id)) if reviewed else None
+
+
+def _by_question(rows: Iterable[FeedbackRow]) -> dict[str, list[FeedbackRow]]:
     grouped: dict[str, list[FeedbackRow]] = defaultdict(list)
     for row in rows:
-        if row.rating == "down" and row.comment != SIMULATED and row.review is None:
-            grouped[_key(row.question)].append(row)
-    items = [QueueItem(question=group[0].question.strip(), feedback_ids=[r.id for r in group],
-                       rejected=[s for s, _ in Counter(r.symbol for r in group).most_common()],
-                       model_versions=sorted({r.model_version for r in group})) for group in grouped.values()]
+        grouped[_key(row.question)].append(row)
+    return grouped
+
+
+def review_queue(rows: Iterable[FeedbackRow]) -> list[QueueItem]:
+    """The unreviewed thumbs-down of users (not of the simulator), one item per question, the most rated down first,
+    each with the question's earlier decision, if it had one (users rated down again since)."""
+    items = []
+    for group in _by_question(r for r in rows if r.comment != SIMULATED).values():
+        waiting = [r for r in group if r.rating == "down" and r.review is None]
+        if not waiting:
+            continue
+        earlier = _newest_review(group)
+        items.append(QueueItem(question=_tidy(waiting[0].question), feedback_ids=[r.id for r in waiting],
+                               rejected=[s for s, _ in Counter(r.symbol for r in waiting).most_common()],
+                               model_versions=sorted({r.model_version for r in waiting}),
+                               earlier=earlier.review if earlier else None))
     return sorted(items, key=lambda item: (-len(item.feedback_ids), item.feedback_ids[0]))
 
 
 def from_feedback(rows: Iterable[FeedbackRow], split_by_symbol: dict[str, str], held_out: Iterable[str]) -> FromFeedback:
-    """Training pairs from the thumbs-up rows and the reviewed thumbs-down, off-topic examples from the reviews, and
-    counts of what was left out and why."""
+    """One label per question users rated: the newest review's (the annotator's symbol, or off-topic), else the
+    symbol rated up most often (the first on a tie); as a training pair or an off-topic example, with counts of the
+    ratings left out and why. One label, because two symbols for one question would be each other's negatives."""
     held_out = NearIdentical(held_out)
-    pairs: dict[tuple[str, str], Pair] = {}
-    off_topic: dict[str, OffTopicExample] = {}
+    pairs: list[Pair] = []
+    off_topic: list[OffTopicExample] = []
     left_out: Counter[str] = Counter()
+    users = []
     for row in rows:
-        question, review = row.question.strip(), row.review
         if row.comment == SIMULATED:
             left_out["simulated (mlops simulate)"] += 1
-            continue
-        if row.rating == "down" and review is None:
+        elif row.rating == "down" and row.review is None:
             left_out["thumbs-down (waits for review)"] += 1
-            continue
+        else:
+            users.append(row)
+    for group in _by_question(users).values():
+        chosen = _newest_review(group)
+        if chosen is not None:
+            label, rule = chosen.review.symbol, REVIEW_RULE
+        else:
+            label = Counter(r.symbol for r in group).most_common(1)[0][0]  # all thumbs-up; first seen wins a tie
+            chosen, rule = next(r for r in group if r.symbol == label), RULE
+        for row in group:
+            if row is not chosen:
+                says = row.review.symbol if row.review else row.symbol
+                left_out["repeated" if says == label else "overruled by the question's newest review or most rated-up symbol"] += 1
+        question, source = _tidy(chosen.question), f"{rule}:{chosen.id}"
         if question in held_out:
             left_out["an evaluation question"] += 1
-            continue
-        if row.rating == "down" and review.decision == OFF_TOPIC:
-            if _key(question) in off_topic:
-                left_out["repeated"] += 1
-            else:
-                off_topic[_key(question)] = OffTopicExample(question=question, source=f"review:{row.id}")
-            continue
-        symbol, rule = (row.symbol, RULE) if row.rating == "up" else (review.symbol, REVIEW_RULE)
-        if symbol not in split_by_symbol:
+        elif label is None:
+            off_topic.append(OffTopicExample(question=question, source=source))
+        elif label not in split_by_symbol:
             left_out["symbol not in the corpus"] += 1
-        elif split_by_symbol[symbol] != "train":
+        elif split_by_symbol[label] != "train":
             left_out["symbol held out for validation or test"] += 1
-        elif (_key(question), symbol) in pairs:
-            left_out["repeated"] += 1
         else:
-            pairs[(_key(question), symbol)] = Pair(question=question, symbol=symbol, rule=rule, source=f"{rule}:{row.id}")
-    return FromFeedback(pairs=list(pairs.values()), off_topic=list(off_topic.values()), left_out=dict(sorted(left_out.items())))
+            pairs.append(Pair(question=question, symbol=label, rule=rule, source=source))
+    return FromFeedback(pairs=pairs, off_topic=off_topic, left_out=dict(sorted(left_out.items())))

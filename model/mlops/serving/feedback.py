@@ -19,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from mlops.core.errors import MlopsError
 
 EXPORT_BATCH = 500
+MAX_REVIEWER = 200
+DECISIONS = ("symbol", "off-topic")  # mlops.data.feedback.ReviewDecision reads them back
 
 
 class Base(DeclarativeBase):
@@ -61,9 +63,9 @@ class Review(Base):
     __tablename__ = "review"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"), index=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"), index=True)  # retention deletes both
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    reviewer: Mapped[str] = mapped_column(String(200))
+    reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER))
     decision: Mapped[str] = mapped_column(String(16))
     symbol: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
@@ -130,6 +132,9 @@ class FeedbackStore:
 
     def add_review(self, feedback_ids: list[int], *, reviewer: str, decision: str, symbol: str | None = None) -> None:
         """Store one decision for each of ``feedback_ids`` (the ratings of one question), in one transaction."""
+        if decision not in DECISIONS or (decision == "symbol") != bool(symbol) or not 0 < len(reviewer) <= MAX_REVIEWER:
+            raise ValueError(f"a review is {' or '.join(DECISIONS)} (a symbol exactly with 'symbol') by a named reviewer; "
+                             f"got {decision!r}, {symbol!r} by {reviewer!r}")
         now = datetime.now(UTC)
         try:
             with Session(self.engine) as session, session.begin():

@@ -7,13 +7,17 @@ every namespace an object lands in must be created by the bootstrap or by its Ap
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from infra.program import cluster_secrets, required_secrets
 from mlops.gitops.render import Rendered
 from mlops.release.layout import ENVIRONMENTS
-from support.gitops import rendered
+from support.gitops import application, promoted_service, rendered
+from support.paths import ROOT
 
 POD_OWNERS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet")
 # Namespaces k3s and the bootstrap make before ArgoCD syncs anything (infra/ansible/roles/argocd, volumes).
@@ -133,3 +137,46 @@ def test_every_namespace_is_made_before_its_objects(env: str):
     for result in results[1:]:
         wanted = {namespace_of(d, result) for d in result.documents if d["kind"] not in cluster_scoped}
         assert wanted <= made, f"{result.name}: objects in {sorted(wanted - made)}, which nothing creates"
+
+
+OUR_IMAGE = re.compile(r"ghcr\.io/transformers-qa/([\w-]+):.*")
+
+
+def containers(doc: dict) -> list[dict]:
+    if doc.get("kind") in POD_OWNERS:
+        spec = doc["spec"]["template"]["spec"]
+        return spec.get("initContainers", []) + spec.get("containers", [])
+    if doc.get("kind") == "WorkflowTemplate":
+        return [t["container"] for t in doc["spec"]["templates"] if "container" in t]
+    return []
+
+
+def database_drivers(env: str) -> set[tuple[str, str]]:
+    """(image, driver) for every container of ours given a database URL from a Secret the bootstrap makes, with a
+    problem raised for one whose image's lock lacks that URL's driver or SQLAlchemy."""
+    urls = {(s["namespace"], s["name"], key): make_url(value) for s in bootstrap_secrets(env) for key, value in s["data"].items()
+            if re.match(r"(postgresql|sqlite)[+:]", value)}
+    service = application(env, f"transformers-qa-{env}").application["spec"]["destination"]["namespace"]
+    placed = [(doc, namespace_of(doc, result)) for result in rendered(env) for doc in result.documents]
+    placed += [(doc, doc["metadata"].get("namespace", service)) for doc in promoted_service(env)]  # its pods run once promoted
+    found = set()
+    for doc, namespace in placed:
+        for container in containers(doc):
+            image = OUR_IMAGE.fullmatch(container.get("image", ""))
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef") or {}
+                url = urls.get((namespace, ref.get("name"), ref.get("key")))
+                if url is None:
+                    continue
+                assert image, f"{doc['metadata']['name']}: {container['image']} is given a database URL; which driver does it have?"
+                lock = (ROOT / "images" / image.group(1) / "requirements.lock").read_text()
+                for distribution in ("sqlalchemy", url.get_driver_name()):
+                    assert re.search(rf"^{distribution}==", lock, re.M), (
+                        f"{doc['metadata']['name']}: images/{image.group(1)} opens {url.drivername} URLs without {distribution} in its lock")
+                found.add((image.group(1), url.get_driver_name()))
+    return found
+
+
+def test_every_image_given_a_database_url_has_its_driver():
+    assert database_drivers("staging") == {("api", "psycopg"), ("trainer", "psycopg")}  # the API, and the release's data step
+    assert database_drivers("prod") == {("api", "psycopg")}

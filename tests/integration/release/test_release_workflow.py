@@ -51,7 +51,7 @@ from mlops.lifecycle import registry
 from mlops.serving.feedback import FeedbackStore
 from mlops.triton.server import TritonServer
 from support import dockerfiles
-from support.kubernetes import FakeKubernetesApi, application, expand
+from support.kubernetes import FakeKubernetesApi, application
 from support.lifecycle import pass_gate
 from support.package import symbols_by_split
 from support.pod_user import PodUser, can_traverse, share_remote
@@ -179,7 +179,7 @@ class Argo:
         else:
             assert container["command"] == ["mlops"] and TRAINER_IMAGE.fullmatch(image), image
             mlops = str(self.user.mlops) if self.user else MLOPS
-            argv = [mlops, *[expand(self.fill(str(a), inputs), env) for a in container["args"]], *extra_args]
+            argv = [mlops, *[self.fill(str(a), inputs) for a in container["args"]], *extra_args]
             argv = [(replace or {}).get(a, a) for a in argv]
         cwd = pod.path(container.get("workingDir", self.workdir))
         cwd.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,9 @@ def test_reviews_are_stored_with_who_and_when_and_the_export_carries_the_newest(
     assert reviews[ids[0]]["decision"] == "symbol" and reviews[ids[0]]["symbol"] == "minilib.training.set_seed"
     assert reviews[ids[0]]["reviewer"] == "bo" and reviews[ids[1]] == {**reviews[ids[1]], "decision": "off-topic", "reviewer": "ana", "symbol": None}
     assert datetime.fromisoformat(reviews[ids[1]]["decided_at"]).tzinfo is not None
+    for bad in ({"decision": "symbol"}, {"decision": "off-topic", "symbol": "minilib.training.set_seed"}, {"decision": "maybe"}):
+        with pytest.raises(ValueError, match="a review is symbol or off-topic"):
+            store.add_review(ids, reviewer="ana", **bad)
     store.close()
 
 
