@@ -174,3 +174,29 @@ def test_the_ingress_serves_tls_from_the_acme_issuer():
     assert ingress["spec"]["rules"][0]["host"] == "qa.203.0.113.10.nip.io"
     plain = next(d for d in render("ingress.clusterIssuer=") if d["kind"] == "Ingress")
     assert "tls" not in plain["spec"] and "annotations" not in plain["metadata"]
+
+
+# What the public URL must reach (the page, asking, rating, the OpenAPI page, liveness); every other route of the API
+# (the feedback export: users' questions; /metrics; /readyz) stays inside the cluster.
+PUBLIC_ROUTES = {"/", "/v1/ask", "/v1/feedback", "/docs", "/openapi.json", "/healthz"}
+
+
+def routed(path: str, rules: list[dict]) -> bool:
+    """Whether an Ingress path rule takes ``path``: Exact matches it whole, Prefix element by element along `/`
+    (kubernetes.io/docs/concepts/services-networking/ingress/#path-types)."""
+    def elements(p: str) -> list[str]:
+        return [e for e in p.split("/") if e]
+    return any(path == r["path"] if r["pathType"] == "Exact" else elements(path)[:len(elements(r["path"]))] == elements(r["path"])
+               for r in rules)
+
+
+def test_the_ingress_reaches_what_users_need_and_not_their_data_or_the_metrics(tmp_path):
+    from mlops.serving.api import ApiConfig, create_app
+
+    app = create_app(ApiConfig(triton_url="127.0.0.1:1", model_name="qa", database_url=f"sqlite:///{tmp_path / 'f.db'}"))
+    routes = {route.path for route in app.routes}
+    ingress = next(d for d in render() if d["kind"] == "Ingress")
+    rules = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert {route for route in routes if routed(route, rules)} == PUBLIC_ROUTES
+    assert {"/v1/feedback/export", "/metrics", "/readyz"} <= routes - PUBLIC_ROUTES
+    assert all(routed(route, [{"path": "/", "pathType": "Prefix"}]) for route in routes)  # what a catch-all would give away
