@@ -154,6 +154,9 @@ def train(
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
     seed: Annotated[int | None, typer.Option(help=_default(TrainConfig, "seed"))] = None,
     shuffle_labels: Annotated[bool | None, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="log a checkpoint to the run every N steps (default: none)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the newest unfinished run of this configuration and dataset from its "
+                                              "last checkpoint (none: start afresh)")] = False,
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
@@ -169,8 +172,8 @@ def train(
                 result(reported.read_text(encoding="utf-8").strip())
         raise typer.Exit(code)
     config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
-                      seed=seed, shuffle_labels=shuffle_labels)
-    run_id = _run(train_model, Settings.from_env(), config, dataset, echo)
+                      seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every)
+    run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume)
     if run_id:  # rank 0 only
         result(run_id)
 

@@ -15,6 +15,7 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     scale: float = Field(20.0, gt=0, description="inverse temperature of the similarity logits")
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
+    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints in the run's artifacts (None: none)")
     seed: int = 13
     rules: tuple[str, ...] = Field(("how", "summary", "argument", "labelled", "feedback", "review"),
                                    description="question rules to train on ('what' only teaches names; 'labelled': the written set;"

@@ -3,7 +3,8 @@
 Runs in one process, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on
 GPU): each rank encodes its share of the batch, embeddings are all-gathered so every question
 is scored against the passages of the whole global batch, and rank 0 alone logs to MLflow and
-writes the one saved model.
+writes the one saved model. With ``checkpoint_every`` the run logs checkpoints as it goes, and ``resume`` continues
+the newest unfinished run of the same configuration and dataset from its last one (mlops.training.checkpoint).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mlops.lifecycle import tracking
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.lexical import BM25Index
 from mlops.search.settings import QUERY_MAX_TOKENS
+from mlops.training import checkpoint
 from mlops.training.config import TrainConfig
 
 LOG_EVERY = 5
@@ -118,17 +120,35 @@ def _lr_at(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print) -> str | None:
+def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print, resume: bool = False) -> str | None:
     """Train one model; returns the MLflow run id on rank 0 (None on other ranks)."""
     env = init_distributed()
     try:
-        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None))
+        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None), resume)
     finally:
         if env.world_size > 1:
             dist.destroy_process_group()
 
 
-def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo) -> str | None:
+def _resumed(settings: Settings, config: TrainConfig, dataset_hash: str, env: Distributed, echo) -> tuple[str | None, dict | None]:
+    """The run to continue and its newest checkpoint (rank 0 finds it, every rank loads it), or (None, None)."""
+    found = [checkpoint.resumable(tracking.configure(settings), dataset_hash, config) if env.is_main else None]
+    if env.world_size > 1:
+        dist.broadcast_object_list(found, src=0)
+    if found[0] is None:
+        echo("no checkpoint of this configuration and dataset to resume: training from the start")
+        return None, None
+    if not env.is_main:
+        tracking.configure(settings)  # after rank 0 has, so the experiment exists
+    state = checkpoint.load(found[0])
+    if state["world_size"] != env.world_size:
+        raise MlopsError(f"run {found[0]}'s checkpoint was made by {state['world_size']} process(es), not {env.world_size}; "
+                         f"resume with --nproc-per-node {state['world_size']}")
+    echo(f"resuming run {found[0]} from its checkpoint at step {state['step']}")
+    return found[0], state
+
+
+def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo, resume: bool = False) -> str | None:
     folder = dataset.resolve(settings.datasets_dir, dataset_hash)
     manifest = dataset.manifest_of(folder)
     examples = _training_examples(folder, config)
@@ -141,31 +161,49 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
     total = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
     warmup = int(total * config.warmup_ratio)
 
+    resumed, state = _resumed(settings, config, manifest["hash"], env, echo) if resume else (None, None)
     torch.manual_seed(config.seed)
     encoder = Encoder(base_model_path(), device=f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    if state:
+        encoder.model.load_state_dict(state["model"])
     encoder.model.train()
     # Mean pooling leaves BERT's pooler without gradients; DDP must be told, or it waits for them forever.
     model = DistributedDataParallel(encoder.model, find_unused_parameters=True) if env.world_size > 1 else encoder.model
     optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))
+    step, slot = 0, None
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, slot = state["step"], state["file"]  # the next checkpoint goes to the other file
+        torch.set_rng_state(state["rng"][env.rank][0])
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["rng"][env.rank][1])
 
     run = None
     if env.is_main:
         tracking.configure(settings)
-        run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"], tracking.TAG_GIT_SHA: tracking.git_sha()})
-        mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "backend": dist.get_backend() if env.world_size > 1 else "none",
-                           "dataset_hash": manifest["hash"], "train_pairs": len(examples), "total_steps": total, "base_model": "all-MiniLM-L6-v2"})
-        tracking.log_config(run.info.run_id, "train", config)
+        if resumed:
+            run = mlflow.start_run(run_id=resumed)
+        else:
+            run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"],
+                                         tracking.TAG_GIT_SHA: tracking.git_sha(), checkpoint.TAG_TRAIN_CONFIG: checkpoint.config_digest(config)})
+            mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "dataset_hash": manifest["hash"],
+                               "backend": dist.get_backend() if env.world_size > 1 else "none", "train_pairs": len(examples),
+                               "total_steps": total, "base_model": "all-MiniLM-L6-v2"})
+            tracking.log_config(run.info.run_id, "train", config)
         echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
     try:
-        started = time.perf_counter()
-        step, pending = 0, []
+        started, first = time.perf_counter(), step
+        pending = []
         for epoch in range(config.epochs):
             order = list(range(len(examples)))
             random.Random(config.seed + epoch).shuffle(order)  # same order on every rank; each takes its slice
-            for batch_start in range(0, steps_per_epoch * config.batch_size, config.batch_size):
+            for n, batch_start in enumerate(range(0, steps_per_epoch * config.batch_size, config.batch_size)):
                 if step >= total:
                     break
+                if epoch * steps_per_epoch + n < step:  # done before the checkpoint this run resumed from
+                    continue
                 mine = order[batch_start + env.rank * local_batch : batch_start + (env.rank + 1) * local_batch]
                 batch = [examples[i] for i in mine]
                 q = encoder.embed(encoder.tokenize([e.question for e in batch], QUERY_MAX_TOKENS), model=model)
@@ -180,16 +218,21 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 scheduler.step()
                 step += 1
                 pending.append((step, loss.item()))
-                if env.is_main and (step % LOG_EVERY == 0 or step == total):
+                checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
+                if env.is_main and (step % LOG_EVERY == 0 or step == total or checkpointing):  # a checkpoint's losses are logged
                     for s, value in pending:
                         mlflow.log_metric("train_loss", value, step=s)
                     pending.clear()
                     elapsed = time.perf_counter() - started
-                    echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{elapsed / step * (total - step):.0f}s left")
+                    left = elapsed / (step - first) * (total - step)
+                    echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{left:.0f}s left")
+                if checkpointing:
+                    slot = checkpoint.save(step, encoder.model, optimizer, scheduler, env.rank, env.world_size, slot)
+                    echo(f"  checkpoint at step {step} logged to the run ({checkpoint.FOLDER}/{slot})")
         if not env.is_main:
             return None
         seconds = time.perf_counter() - started
-        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds})
+        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": (step - first) * config.batch_size / seconds})
         out = settings.models_dir / run.info.run_id
         shutil.rmtree(out, ignore_errors=True)
         encoder.model.eval()
