@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer  # noqa: E402
 
 from mlops.bench.config import BenchConfig  # noqa: E402
-from mlops.core.errors import MlopsError  # noqa: E402
+from mlops.core.errors import PROCESSES_LOST, MlopsError  # noqa: E402
 from mlops.core.inputs import DEFAULT_TOP_K, MAX_TOP_K  # noqa: E402
 from mlops.core.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
 from mlops.core.settings import Settings  # noqa: E402
@@ -40,20 +40,32 @@ def echo(message: str) -> None:
     typer.echo(message, err=True)  # progress on stderr; stdout is the result
 
 
+# A worker re-launched under torchrun writes its exit code here when it ends with an error of the command's own (the
+# same on a retry): torchrun exits 1 for any failed worker, so the launcher tells these from a worker killed or
+# crashed (out of memory, a lost node; its peers then fail in their collectives), which a retry may get past.
+EXIT_FILE = "MLOPS_EXIT_FILE"
+
+
 def _run(step, *args, **kwargs):
     """Run a step; a user-fixable error becomes one line on stderr and the error's exit code."""
     try:
         return step(*args, **kwargs)
     except MlopsError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise typer.Exit(_exiting(exc.exit_code)) from None
     except PermissionError as exc:  # a folder another user made: MLOPS_HOME, a mount, a clone
         typer.secho(f"error: permission denied on {exc.filename}: this user (uid {os.getuid()}) cannot write there; "
                     "give it the folder, or set MLOPS_HOME to one it owns", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(_exiting(1)) from None
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(_exiting(130)) from None
+
+
+def _exiting(code: int) -> int:
+    if os.environ.get(EXIT_FILE):
+        Path(os.environ[EXIT_FILE]).write_text(str(code))
+    return code
 
 
 def _default(model, field: str) -> str:
@@ -155,8 +167,10 @@ def train(
     seed: Annotated[int | None, typer.Option(help=_default(TrainConfig, "seed"))] = None,
     shuffle_labels: Annotated[bool | None, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="log a checkpoint to the run every N steps (default: none)")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the newest unfinished run of this configuration and dataset from its "
-                                              "last checkpoint (none: start afresh)")] = False,
+    resume: Annotated[bool, typer.Option(help="continue the newest run of this configuration, dataset, commit, process count "
+                                              "and key from its last checkpoint (none: start afresh)")] = False,
+    resume_key: Annotated[str | None, typer.Option(envvar="MLOPS_RESUME_KEY", help="tag the run with this key; --resume takes "
+                                                   "over only a run of the same key (Argo passes the workflow's uid)")] = None,
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
@@ -166,14 +180,20 @@ def train(
         argv = _without_option(sys.argv[1:], "--nproc-per-node")
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", "-m", "mlops", *argv]
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as scratch:
-            reported = Path(scratch) / "run-id"  # rank 0 writes its result here (mlops.core.results)
-            code = subprocess.call(command, env={**os.environ, RESULT_FILE: str(reported)})
+            reported, failed = Path(scratch) / "run-id", Path(scratch) / "exit-code"  # rank 0's result; a worker's error
+            code = subprocess.call(command, env={**os.environ, RESULT_FILE: str(reported), EXIT_FILE: str(failed)})
             if code == 0 and reported.is_file():
                 result(reported.read_text(encoding="utf-8").strip())
+            elif code and failed.is_file():
+                code = int(failed.read_text() or 1)
+            elif code:
+                typer.secho("error: a training process was killed or crashed (out of memory, its node lost: see above); with "
+                            "checkpoints, the same command with --resume goes on from the last one", fg=typer.colors.RED, err=True)
+                code = PROCESSES_LOST
         raise typer.Exit(code)
     config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
                       seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every)
-    run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume)
+    run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume, resume_key)
     if run_id:  # rank 0 only
         result(run_id)
 

@@ -3,6 +3,8 @@ Torch-free, so the CLI shows these defaults without loading torch."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -17,6 +19,11 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps (smoke runs)")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints in the run's artifacts (None: none)")
     seed: int = 13
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="autocast dtype of the forward passes (fp16 needs a GPU; 'auto': bf16 on a GPU that has it, "
+                            "else fp16, fp32 on CPU)")
+    grad_accum: int = Field(1, ge=1, le=64, description="chunks each process embeds its batch in (gradient caching: the "
+                                                        "loss still scores every question against the whole batch)")
     rules: tuple[str, ...] = Field(("how", "summary", "argument", "labelled", "feedback", "review"),
                                    description="question rules to train on ('what' only teaches names; 'labelled': the written set;"
                                                " 'feedback': users' thumbs-up; 'review': thumbs-down an annotator answered)")

@@ -4,11 +4,13 @@ Runs in one process, or under ``torchrun`` with DistributedDataParallel (gloo on
 GPU): each rank encodes its share of the batch, embeddings are all-gathered so every question
 is scored against the passages of the whole global batch, and rank 0 alone logs to MLflow and
 writes the one saved model. With ``checkpoint_every`` the run logs checkpoints as it goes, and ``resume`` continues
-the newest unfinished run of the same configuration and dataset from its last one (mlops.training.checkpoint).
+a killed run of the same training from its last one (mlops.training.checkpoint says which run).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import random
@@ -33,7 +35,7 @@ from mlops.lifecycle import tracking
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.lexical import BM25Index
 from mlops.search.settings import QUERY_MAX_TOKENS
-from mlops.training import checkpoint
+from mlops.training import checkpoint, grad_cache, precision
 from mlops.training.config import TrainConfig
 
 LOG_EVERY = 5
@@ -120,50 +122,63 @@ def _lr_at(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print, resume: bool = False) -> str | None:
+def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print, resume: bool = False,
+          resume_key: str | None = None) -> str | None:
     """Train one model; returns the MLflow run id on rank 0 (None on other ranks)."""
     env = init_distributed()
     try:
-        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None), resume)
+        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None), resume, resume_key)
     finally:
         if env.world_size > 1:
             dist.destroy_process_group()
 
 
-def _resumed(settings: Settings, config: TrainConfig, dataset_hash: str, env: Distributed, echo) -> tuple[str | None, dict | None]:
-    """The run to continue and its newest checkpoint (rank 0 finds it, every rank loads it), or (None, None)."""
-    found = [checkpoint.resumable(tracking.configure(settings), dataset_hash, config) if env.is_main else None]
+def _resumed(settings: Settings, config: TrainConfig, dataset_hash: str, env: Distributed, key: str | None,
+             echo) -> tuple[checkpoint.Decision, dict | None]:
+    """What --resume does (rank 0 decides, every rank learns it) and, to resume, the checkpoint every rank loads."""
+    decided: list = [None, None]
+    if env.is_main:
+        decided[0] = checkpoint.decide(tracking.configure(settings), dataset_hash, config, env.world_size, key)
+        if decided[0].action == "resume":
+            state = checkpoint.load(decided[0].run_id)
+            decided[1] = state["file"]
     if env.world_size > 1:
-        dist.broadcast_object_list(found, src=0)
-    if found[0] is None:
-        echo("no checkpoint of this configuration and dataset to resume: training from the start")
-        return None, None
+        dist.broadcast_object_list(decided, src=0)
+    decision, slot = decided
+    if decision.action != "resume":
+        echo(f"{decision.reason}: {'nothing to train' if decision.action == 'done' else 'training from the start'}")
+        return decision, None
     if not env.is_main:
         tracking.configure(settings)  # after rank 0 has, so the experiment exists
-    state = checkpoint.load(found[0])
-    if state["world_size"] != env.world_size:
-        raise MlopsError(f"run {found[0]}'s checkpoint was made by {state['world_size']} process(es), not {env.world_size}; "
-                         f"resume with --nproc-per-node {state['world_size']}")
-    echo(f"resuming run {found[0]} from its checkpoint at step {state['step']}")
-    return found[0], state
+        state = checkpoint.load(decision.run_id, slot)  # the file rank 0 chose, should the other one be newer by now
+    echo(f"{decision.reason} from its checkpoint at step {state['step']} ({checkpoint.FOLDER}/{slot})")
+    return decision, state
 
 
-def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo, resume: bool = False) -> str | None:
+def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo, resume: bool = False,
+           resume_key: str | None = None) -> str | None:
     folder = dataset.resolve(settings.datasets_dir, dataset_hash)
     manifest = dataset.manifest_of(folder)
     examples = _training_examples(folder, config)
     local_batch = config.batch_size // env.world_size
     if local_batch < 1 or config.batch_size % env.world_size:
         raise MlopsError(f"batch size {config.batch_size} does not split over {env.world_size} processes; use a multiple")
+    if local_batch % config.grad_accum:
+        raise MlopsError(f"each process's batch of {local_batch} does not split into {config.grad_accum} chunks "
+                         f"(--grad-accum); use a divisor of it")
     steps_per_epoch = len(examples) // config.batch_size
     if steps_per_epoch == 0:
         raise MlopsError(f"{len(examples)} training pairs are fewer than one batch of {config.batch_size}; lower --batch-size")
     total = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
     warmup = int(total * config.warmup_ratio)
 
-    resumed, state = _resumed(settings, config, manifest["hash"], env, echo) if resume else (None, None)
+    decision, state = _resumed(settings, config, manifest["hash"], env, resume_key, echo) if resume else (None, None)
+    if decision and decision.action == "done":
+        return decision.run_id if env.is_main else None
+    device = torch.device(f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    used = precision.resolve(config.precision, device)
     torch.manual_seed(config.seed)
-    encoder = Encoder(base_model_path(), device=f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    encoder = Encoder(base_model_path(), device=str(device))
     if state:
         encoder.model.load_state_dict(state["model"])
     encoder.model.train()
@@ -171,28 +186,44 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
     model = DistributedDataParallel(encoder.model, find_unused_parameters=True) if env.world_size > 1 else encoder.model
     optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))
-    step, slot = 0, None
+    scaler = precision.grad_scaler(used)
+    step, slot, spent = 0, None, 0.0
     if state:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, slot = state["step"], state["file"]  # the next checkpoint goes to the other file
-        torch.set_rng_state(state["rng"][env.rank][0])
-        if torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["rng"][env.rank][1])
+        scaler.load_state_dict(state["scaler"])
+        step, slot, spent = state["step"], state["file"], state["seconds"]  # the next checkpoint goes to the other file
+        checkpoint.restore_rng(state, env.rank)
 
-    run = None
+    run, logged = None, set()
     if env.is_main:
-        tracking.configure(settings)
-        if resumed:
-            run = mlflow.start_run(run_id=resumed)
+        client = tracking.configure(settings)
+        if state:
+            run = mlflow.start_run(run_id=decision.run_id)
+            checkpoint.claim(client, client.get_run(decision.run_id), step)
+            # the killed attempt may have logged losses past its last checkpoint: each step's loss is logged once
+            logged = {m.step for m in client.get_metric_history(decision.run_id, "train_loss")}
         else:
             run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"],
-                                         tracking.TAG_GIT_SHA: tracking.git_sha(), checkpoint.TAG_TRAIN_CONFIG: checkpoint.config_digest(config)})
+                                         tracking.TAG_GIT_SHA: tracking.git_sha(), **checkpoint.run_tags(config, resume_key)})
             mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "dataset_hash": manifest["hash"],
                                "backend": dist.get_backend() if env.world_size > 1 else "none", "train_pairs": len(examples),
-                               "total_steps": total, "base_model": "all-MiniLM-L6-v2"})
+                               "total_steps": total, "base_model": "all-MiniLM-L6-v2", "precision_used": used})
             tracking.log_config(run.info.run_id, "train", config)
         echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
+
+    def embed(part: list[Example]) -> grad_cache.Embeddings:
+        """Questions, answers and hard negatives of a chunk (answers and negatives in one pass, as they are padded)."""
+        with precision.autocast(used, device):
+            q = encoder.embed(encoder.tokenize([e.question for e in part], QUERY_MAX_TOKENS), model=model)
+            p = encoder.embed(encoder.tokenize([e.passage for e in part] + [e.negative for e in part], config.passage_tokens), model=model)
+        return q, p[: len(part)], p[len(part) :]
+
+    def loss_of(embeddings: grad_cache.Embeddings, batch: list[Example]) -> torch.Tensor:
+        q, answers, negatives = (e.float() for e in embeddings)
+        ids = torch.tensor([e.passage_id for e in batch] + [e.negative_id for e in batch], device=device)
+        return _contrastive_loss(q, torch.cat([answers, negatives]), ids, config.scale, env)
+
     try:
         started, first = time.perf_counter(), step
         pending = []
@@ -206,33 +237,35 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                     continue
                 mine = order[batch_start + env.rank * local_batch : batch_start + (env.rank + 1) * local_batch]
                 batch = [examples[i] for i in mine]
-                q = encoder.embed(encoder.tokenize([e.question for e in batch], QUERY_MAX_TOKENS), model=model)
-                passages = [e.passage for e in batch] + [e.negative for e in batch]
-                p = encoder.embed(encoder.tokenize(passages, config.passage_tokens), model=model)
-                ids = torch.tensor([e.passage_id for e in batch] + [e.negative_id for e in batch], device=q.device)
-                loss = _contrastive_loss(q, p, ids, config.scale, env)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                chunk = local_batch // config.grad_accum
+                loss = grad_cache.backward(
+                    [batch[i : i + chunk] for i in range(0, local_batch, chunk)], embed, functools.partial(loss_of, batch=batch),
+                    scale=scaler.scale, no_sync=model.no_sync if env.world_size > 1 else contextlib.nullcontext)
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
                 pending.append((step, loss.item()))
                 checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
                 if env.is_main and (step % LOG_EVERY == 0 or step == total or checkpointing):  # a checkpoint's losses are logged
                     for s, value in pending:
-                        mlflow.log_metric("train_loss", value, step=s)
+                        if s not in logged:
+                            mlflow.log_metric("train_loss", value, step=s)
                     pending.clear()
                     elapsed = time.perf_counter() - started
                     left = elapsed / (step - first) * (total - step)
                     echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{left:.0f}s left")
                 if checkpointing:
-                    slot = checkpoint.save(step, encoder.model, optimizer, scheduler, env.rank, env.world_size, slot)
+                    slot = checkpoint.save(step, spent + time.perf_counter() - started, encoder.model, optimizer, scheduler,
+                                           scaler, env.rank, env.world_size, slot)
                     echo(f"  checkpoint at step {step} logged to the run ({checkpoint.FOLDER}/{slot})")
         if not env.is_main:
             return None
-        seconds = time.perf_counter() - started
-        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": (step - first) * config.batch_size / seconds})
+        seconds = spent + time.perf_counter() - started  # every attempt's training up to its last checkpoint, then this one's
+        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds})
         out = settings.models_dir / run.info.run_id
         shutil.rmtree(out, ignore_errors=True)
         encoder.model.eval()
@@ -241,6 +274,8 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
         mlflow.log_artifacts(str(folder), tracking.DATASET_ARTIFACT)  # evaluate and export read the data from here
         shutil.rmtree(out, ignore_errors=True)  # MLflow holds the model now
         mlflow.end_run()
+        if config.checkpoint_every and (failed := checkpoint.delete(client, run.info.run_id)):
+            echo(f"warning: run {run.info.run_id}'s checkpoints were not deleted ({failed}); they only take space")
         echo(f"trained in {seconds:.0f}s; model logged to run {run.info.run_id}")
         return run.info.run_id
     except BaseException:

@@ -16,9 +16,11 @@ import yaml
 from hera.workflows import models
 
 from mlops.cli import app
+from mlops.core.errors import PROCESSES_LOST
 from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import CLUSTER_STEPS, STEPS
 from support.argo_models import strict_check, validate
+from support.expr_lang import evaluate
 from support.gitops import application
 from support.paths import ROOT
 from support.workflows import DOCS, FILES, TEMPLATE, dag_order, templates
@@ -196,6 +198,26 @@ def test_the_gate_is_never_retried_but_transient_errors_are():
     assert by_name["evaluate"]["container"]["terminationMessagePolicy"] == "FallbackToLogsOnError"
     for name in STEPS:
         assert by_name[name]["retryStrategy"]["backoff"]["duration"], name
+
+
+@pytest.mark.parametrize(("status", "exit_code", "retried"), [
+    ("Error", "-1", True),     # Argo's error: the pod deleted, the node lost (no exit code: Argo's "-1")
+    ("Failed", "137", True),   # killed: out of memory
+    ("Failed", "143", True),   # the node's graceful shutdown (SIGTERM)
+    ("Failed", str(PROCESSES_LOST), True),  # a worker under torchrun killed
+    ("Failed", "1", False),    # the command's own error: the same again
+    ("Failed", "2", False),    # bad usage
+])
+def test_train_is_retried_when_its_processes_are_lost_and_never_for_its_own_error(status: str, exit_code: str, retried: bool):
+    """The train step resumes from its checkpoint on a retry, so every way of losing its processes is retried; the
+    expression is evaluated with Argo's lastRetry variables (workflow/controller/operator.go,
+    buildRetryStrategyLocalScope: exitCode "-1" when there is none, status the node phase)."""
+    strategy = templates()["train"]["retryStrategy"]
+    assert strategy["retryPolicy"] == "Always"  # OnError would miss the OOM kill and the shutdown, both Failed pods
+    names = {"lastRetry.status": status, "lastRetry.exitCode": exit_code}
+    assert evaluate(strategy["expression"], names, {"asInt": int}) is retried
+    args = templates()["train"]["container"]["args"]
+    assert "--resume" in args and args[args.index("--resume-key") + 1] == "{{workflow.uid}}"
 
 
 def test_the_promotion_commit_targets_staging_skips_ci_and_is_waited_for():

@@ -99,7 +99,6 @@ class Argo:
         if user:
             can_traverse(tmp)  # the pods below it are the pod user's
             self.extra_env.update(share_remote(remote))
-            self.extra_env.update(share_remote(remote))
         self.image_env, self.workdir = image_environment(build_args={"GIT_SHA": "0" * 40})
         self.results: dict[str, str] = {}
         self.outputs: dict[tuple[str, str], Path] = {}
@@ -115,6 +114,8 @@ class Argo:
                 return inputs[name]
             if scope == "workflow" and name == "name":
                 return "train-evaluate-register-deploy-local"
+            if scope == "workflow" and name == "uid":
+                return "3f1c8a52-7d0e-4b8e-9a51-0c2d5e6f7a81"
             task = re.fullmatch(r"tasks\.([\w-]+)\.outputs", scope)
             assert task and name == "result", f"no stand-in for {{{{{match.group(1)}}}}}"
             return self.results[task.group(1)]

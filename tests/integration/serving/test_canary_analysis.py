@@ -5,13 +5,12 @@ Users rate the canary badly; every query of files/rollouts/analysis.yaml, with i
 them, returns one value per check, and the conditions decide: errors and latency pass, the thumbs-down check fails
 (the Rollout would abort). The alert rule's expression names version 2 alone.
 
-The conditions are expr-lang, evaluated by the Argo Rollouts controller; here the small subset they use (len, isNaN,
-result[0], comparisons, !, &&, ||) is translated to Python, and a condition outside that subset fails the test."""
+The conditions are expr-lang, evaluated by the Argo Rollouts controller; here by support.expr_lang's translation of
+the subset they use (len, isNaN, result[0], comparisons, !, &&, ||): a condition outside it fails the test."""
 
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from mlops.core.processes import start_group, stop_group
 from mlops.triton.server import TritonServer, free_ports
+from support.expr_lang import evaluate
 from support.package import QA_MODEL
 from support.paths import ROOT
 from support.services import ApiProcess
@@ -30,14 +30,10 @@ FILES = ROOT / "gitops" / "charts" / "transformers-qa" / "files"
 ANALYSIS = yaml.safe_load((FILES / "rollouts" / "analysis.yaml").read_text())
 ALERTS = yaml.safe_load((FILES / "prometheus" / "alerts.yaml").read_text())
 QUESTIONS = ["How do I pad a batch?", "How do I continue a training run that crashed?", "How do I set the random seed?"]
-CONDITION = re.compile(r"^(len\(result\)|isNaN\(result\[0\]\)|result\[0\]|[<>=!]=?|&&|\|\||!|\d+(\.\d+)?|\s+)+$")
 
 
 def decide(condition: str, result: list[float]) -> bool:
-    assert CONDITION.fullmatch(condition), f"condition outside the tested subset: {condition}"
-    python = condition.replace("&&", " and ").replace("||", " or ").replace("isNaN(", "isnan(")
-    python = re.sub(r"!(?!=)", " not ", python)
-    return bool(eval(python, {"__builtins__": {}}, {"len": len, "isnan": math.isnan, "result": result}))  # noqa: S307
+    return bool(evaluate(condition, {"result": result}, {"len": len, "isNaN": math.isnan}))
 
 
 def query(prometheus: str, promql: str) -> list[float]:
