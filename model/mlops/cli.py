@@ -167,6 +167,10 @@ def train(
     seed: Annotated[int | None, typer.Option(help=_default(TrainConfig, "seed"))] = None,
     shuffle_labels: Annotated[bool | None, typer.Option(help="train on shuffled pairs: a deliberately bad model (gate demo)")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="log a checkpoint to the run every N steps (default: none)")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 (GPU only) or auto: bf16 on a GPU that has it, else "
+                                                  f"fp16, fp32 on CPU ({_default(TrainConfig, 'precision')})")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="embed each process's batch in N chunks, the loss still over the whole "
+                                                   f"batch (gradient caching; {_default(TrainConfig, 'grad_accum')})")] = None,
     resume: Annotated[bool, typer.Option(help="continue the newest run of this configuration, dataset, commit, process count "
                                               "and key from its last checkpoint (none: start afresh)")] = False,
     resume_key: Annotated[str | None, typer.Option(envvar="MLOPS_RESUME_KEY", help="tag the run with this key; --resume takes "
@@ -192,7 +196,8 @@ def train(
                 code = PROCESSES_LOST
         raise typer.Exit(code)
     config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
-                      seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every)
+                      seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every, precision=precision,
+                      grad_accum=grad_accum)
     run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume, resume_key)
     if run_id:  # rank 0 only
         result(run_id)

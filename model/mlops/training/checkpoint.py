@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops.core.errors import MlopsError
 from mlops.lifecycle import tracking
+from mlops.training import rng
 from mlops.training.config import TrainConfig
 
 FOLDER = "checkpoint"
@@ -123,33 +124,24 @@ def claim(client: MlflowClient, run: Run, step: int) -> None:
 
 def _rng_states(world_size: int) -> list[list[torch.Tensor]]:
     """Every rank's CPU (and, on a GPU, CUDA) generator state, in rank order; a collective call under DDP."""
-    state = [torch.get_rng_state(), *([torch.cuda.get_rng_state()] if torch.cuda.is_available() else [])]
     if world_size == 1:
-        return [state]
+        return [rng.state()]
     gathered: list = [None] * world_size
-    dist.all_gather_object(gathered, state)
+    dist.all_gather_object(gathered, rng.state())
     return gathered
-
-
-def restore_rng(state: dict, rank: int) -> None:
-    """This rank's generators as the checkpoint saved them; a CPU run's checkpoint has no CUDA state to restore."""
-    saved = state["rng"][rank]
-    torch.set_rng_state(saved[0])
-    if len(saved) > 1 and torch.cuda.is_available():
-        torch.cuda.set_rng_state(saved[1])
 
 
 def save(step: int, seconds: float, model: torch.nn.Module, optimizer, scheduler, scaler, rank: int, world_size: int,
          previous: str | None) -> str | None:
     """Log a checkpoint into the active run (rank 0; every rank must call it) and return the file it went to."""
-    rng = _rng_states(world_size)
+    generators = _rng_states(world_size)
     if rank != 0:
         return None
     slot = SLOTS[1] if previous == SLOTS[0] else SLOTS[0]
     with tempfile.TemporaryDirectory(prefix="mlops-checkpoint-") as scratch:
         path = Path(scratch) / slot
         torch.save({"step": step, "seconds": seconds, "file": slot, "world_size": world_size, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng}, path)
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": generators}, path)
         mlflow.log_artifact(str(path), FOLDER)
         (Path(scratch) / LATEST).write_text(json.dumps({"step": step, "file": slot}))
         mlflow.log_artifact(str(Path(scratch) / LATEST), FOLDER)  # only once the slot is whole

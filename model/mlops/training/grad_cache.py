@@ -15,17 +15,9 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from mlops.training import rng
+
 Embeddings = tuple[torch.Tensor, ...]
-
-
-def _rng_state() -> list[torch.Tensor]:
-    return [torch.get_rng_state(), *([torch.cuda.get_rng_state()] if torch.cuda.is_available() else [])]
-
-
-def _set_rng_state(state: list[torch.Tensor]) -> None:
-    torch.set_rng_state(state[0])
-    if len(state) > 1:
-        torch.cuda.set_rng_state(state[1])
 
 
 def backward(parts: Sequence, embed: Callable[[object], Embeddings], loss_of: Callable[[Embeddings], torch.Tensor],
@@ -41,14 +33,14 @@ def backward(parts: Sequence, embed: Callable[[object], Embeddings], loss_of: Ca
     states, cached = [], []
     with torch.no_grad():
         for part in parts:
-            states.append(_rng_state())
+            states.append(rng.state())
             cached.append(embed(part))
     whole = [torch.cat([outputs[i] for outputs in cached]).detach().requires_grad_() for i in range(len(cached[0]))]
     loss = loss_of(tuple(whole))
     scale(loss).backward()  # gradients of the embeddings only: they are leaves, cut from the model
     starts = [0] * len(whole)
     for n, (part, state) in enumerate(zip(parts, states, strict=True)):
-        _set_rng_state(state)
+        rng.restore(state)
         with no_sync() if n < len(parts) - 1 else nullcontext():
             outputs = embed(part)
             grads = [w.grad[s : s + o.shape[0]] for w, s, o in zip(whole, starts, outputs, strict=True)]

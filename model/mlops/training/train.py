@@ -35,7 +35,7 @@ from mlops.lifecycle import tracking
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.lexical import BM25Index
 from mlops.search.settings import QUERY_MAX_TOKENS
-from mlops.training import checkpoint, grad_cache, precision
+from mlops.training import checkpoint, grad_cache, precision, rng
 from mlops.training.config import TrainConfig
 
 LOG_EVERY = 5
@@ -116,6 +116,23 @@ def _contrastive_loss(q: torch.Tensor, p: torch.Tensor, ids: torch.Tensor, scale
     return torch.nn.functional.cross_entropy(logits, targets)
 
 
+def _embed_chunk(encoder: Encoder, model: torch.nn.Module, part: list[Example], config: TrainConfig, used: str,
+                 device: torch.device) -> grad_cache.Embeddings:
+    """Questions, answers and hard negatives of a chunk, in the run's precision (answers and negatives in one pass,
+    padded together)."""
+    with precision.autocast(used, device):
+        q = encoder.embed(encoder.tokenize([e.question for e in part], QUERY_MAX_TOKENS), model=model)
+        p = encoder.embed(encoder.tokenize([e.passage for e in part] + [e.negative for e in part], config.passage_tokens), model=model)
+    return q, p[: len(part)], p[len(part) :]
+
+
+def _batch_loss(embeddings: grad_cache.Embeddings, batch: list[Example], config: TrainConfig, env: Distributed) -> torch.Tensor:
+    """The contrastive loss of a process's whole batch from its chunks' embeddings (in fp32)."""
+    q, answers, negatives = (e.float() for e in embeddings)
+    ids = torch.tensor([e.passage_id for e in batch] + [e.negative_id for e in batch], device=q.device)
+    return _contrastive_loss(q, torch.cat([answers, negatives]), ids, config.scale, env)
+
+
 def _lr_at(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -193,7 +210,7 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, slot, spent = state["step"], state["file"], state["seconds"]  # the next checkpoint goes to the other file
-        checkpoint.restore_rng(state, env.rank)
+        rng.restore(state["rng"][env.rank])
 
     run, logged = None, set()
     if env.is_main:
@@ -212,18 +229,6 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
             tracking.log_config(run.info.run_id, "train", config)
         echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
 
-    def embed(part: list[Example]) -> grad_cache.Embeddings:
-        """Questions, answers and hard negatives of a chunk (answers and negatives in one pass, as they are padded)."""
-        with precision.autocast(used, device):
-            q = encoder.embed(encoder.tokenize([e.question for e in part], QUERY_MAX_TOKENS), model=model)
-            p = encoder.embed(encoder.tokenize([e.passage for e in part] + [e.negative for e in part], config.passage_tokens), model=model)
-        return q, p[: len(part)], p[len(part) :]
-
-    def loss_of(embeddings: grad_cache.Embeddings, batch: list[Example]) -> torch.Tensor:
-        q, answers, negatives = (e.float() for e in embeddings)
-        ids = torch.tensor([e.passage_id for e in batch] + [e.negative_id for e in batch], device=device)
-        return _contrastive_loss(q, torch.cat([answers, negatives]), ids, config.scale, env)
-
     try:
         started, first = time.perf_counter(), step
         pending = []
@@ -239,7 +244,9 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 batch = [examples[i] for i in mine]
                 chunk = local_batch // config.grad_accum
                 loss = grad_cache.backward(
-                    [batch[i : i + chunk] for i in range(0, local_batch, chunk)], embed, functools.partial(loss_of, batch=batch),
+                    [batch[i : i + chunk] for i in range(0, local_batch, chunk)],
+                    functools.partial(_embed_chunk, encoder, model, config=config, used=used, device=device),
+                    functools.partial(_batch_loss, batch=batch, config=config, env=env),
                     scale=scaler.scale, no_sync=model.no_sync if env.world_size > 1 else contextlib.nullcontext)
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)

@@ -218,6 +218,7 @@ def test_train_is_retried_when_its_processes_are_lost_and_never_for_its_own_erro
     assert evaluate(strategy["expression"], names, {"asInt": int}) is retried
     args = templates()["train"]["container"]["args"]
     assert "--resume" in args and args[args.index("--resume-key") + 1] == "{{workflow.uid}}"
+    assert args[args.index("--precision") + 1] == "auto"
 
 
 def test_the_promotion_commit_targets_staging_skips_ci_and_is_waited_for():
