@@ -171,11 +171,14 @@ def train(
                                                   f"fp16, fp32 on CPU ({_default(TrainConfig, 'precision')})")] = None,
     grad_accum: Annotated[int | None, typer.Option(help="embed each process's batch in N chunks, the loss still over the whole "
                                                    f"batch (gradient caching; {_default(TrainConfig, 'grad_accum')})")] = None,
+    strategy: Annotated[str | None, typer.Option(help="with --nproc-per-node > 1: ddp (a whole copy per process) or fsdp "
+                                                 "(each process a shard of weights, gradients and optimiser state; "
+                                                 f"{_default(TrainConfig, 'strategy')})")] = None,
     resume: Annotated[bool, typer.Option(help="continue the newest run of this configuration, dataset, commit, process count "
                                               "and key from its last checkpoint (none: start afresh)")] = False,
     resume_key: Annotated[str | None, typer.Option(envvar="MLOPS_RESUME_KEY", help="tag the run with this key; --resume takes "
                                                    "over only a run of the same key (Argo passes the workflow's uid)")] = None,
-    nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun with DDP")] = 1,
+    nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun (see --strategy)")] = 1,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
     from mlops.training.train import train as train_model
@@ -197,7 +200,7 @@ def train(
         raise typer.Exit(code)
     config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
                       seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every, precision=precision,
-                      grad_accum=grad_accum)
+                      grad_accum=grad_accum, strategy=strategy)
     run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume, resume_key)
     if run_id:  # rank 0 only
         result(run_id)

@@ -6,6 +6,7 @@ import mlflow
 import torch
 
 from mlops.training import checkpoint
+from mlops.training.strategy import Parallel
 
 
 def run_with_checkpoints(steps: tuple[int, ...]) -> tuple[str, torch.nn.Module]:
@@ -14,10 +15,10 @@ def run_with_checkpoints(steps: tuple[int, ...]) -> tuple[str, torch.nn.Module]:
     model = torch.nn.Linear(4, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    slot = None
+    slot, parallel, scaler = None, Parallel(model, "ddp", 1), torch.amp.GradScaler("cuda", enabled=False)
     with mlflow.start_run() as run:
         for step in steps:
             model(torch.ones(1, 4)).sum().backward()
             optimizer.step()
-            slot = checkpoint.save(step, step / 10, model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=False), 0, 1, slot)
+            slot = checkpoint.save(step, step / 10, parallel, optimizer, scheduler, scaler, 0, 1, slot)
     return run.info.run_id, model

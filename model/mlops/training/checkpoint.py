@@ -33,6 +33,7 @@ from mlops.core.errors import MlopsError
 from mlops.lifecycle import tracking
 from mlops.training import rng
 from mlops.training.config import TrainConfig
+from mlops.training.strategy import Parallel
 
 FOLDER = "checkpoint"
 SLOTS = ("a.pt", "b.pt")
@@ -123,7 +124,7 @@ def claim(client: MlflowClient, run: Run, step: int) -> None:
 
 
 def _rng_states(world_size: int) -> list[list[torch.Tensor]]:
-    """Every rank's CPU (and, on a GPU, CUDA) generator state, in rank order; a collective call under DDP."""
+    """Every rank's CPU (and, on a GPU, CUDA) generator state, in rank order; a collective call with several processes."""
     if world_size == 1:
         return [rng.state()]
     gathered: list = [None] * world_size
@@ -131,17 +132,18 @@ def _rng_states(world_size: int) -> list[list[torch.Tensor]]:
     return gathered
 
 
-def save(step: int, seconds: float, model: torch.nn.Module, optimizer, scheduler, scaler, rank: int, world_size: int,
+def save(step: int, seconds: float, parallel: Parallel, optimizer, scheduler, scaler, rank: int, world_size: int,
          previous: str | None) -> str | None:
     """Log a checkpoint into the active run (rank 0; every rank must call it) and return the file it went to."""
+    model_state, optimizer_state = parallel.state(optimizer)  # whole, whatever the strategy: gathered from the shards
     generators = _rng_states(world_size)
     if rank != 0:
         return None
     slot = SLOTS[1] if previous == SLOTS[0] else SLOTS[0]
     with tempfile.TemporaryDirectory(prefix="mlops-checkpoint-") as scratch:
         path = Path(scratch) / slot
-        torch.save({"step": step, "seconds": seconds, "file": slot, "world_size": world_size, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": generators}, path)
+        torch.save({"step": step, "seconds": seconds, "file": slot, "world_size": world_size, "model": model_state,
+                    "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": generators}, path)
         mlflow.log_artifact(str(path), FOLDER)
         (Path(scratch) / LATEST).write_text(json.dumps({"step": step, "file": slot}))
         mlflow.log_artifact(str(Path(scratch) / LATEST), FOLDER)  # only once the slot is whole

@@ -24,6 +24,9 @@ class TrainConfig(BaseModel):
                             "else fp16, fp32 on CPU)")
     grad_accum: int = Field(1, ge=1, le=64, description="chunks each process embeds its batch in (gradient caching: the "
                                                         "loss still scores every question against the whole batch)")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="how several processes share the model: each a whole copy (ddp) or a shard of the weights, "
+                           "gradients and optimiser state (fsdp); one process uses neither")
     rules: tuple[str, ...] = Field(("how", "summary", "argument", "labelled", "feedback", "review"),
                                    description="question rules to train on ('what' only teaches names; 'labelled': the written set;"
                                                " 'feedback': users' thumbs-up; 'review': thumbs-down an annotator answered)")

@@ -1,15 +1,14 @@
 """Fine-tune the encoder with a contrastive loss: in-batch negatives plus one BM25 hard negative per question.
 
-Runs in one process, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on
-GPU): each rank encodes its share of the batch, embeddings are all-gathered so every question
-is scored against the passages of the whole global batch, and rank 0 alone logs to MLflow and
-writes the one saved model. With ``checkpoint_every`` the run logs checkpoints as it goes, and ``resume`` continues
+Runs in one process, or under ``torchrun`` with DDP or FSDP (mlops.training.strategy; gloo on CPU,
+nccl on GPU): each rank encodes its share of the batch, embeddings are all-gathered so every
+question is scored against the passages of the whole global batch, and rank 0 alone logs to MLflow
+and writes the one saved model. With ``checkpoint_every`` the run logs checkpoints as it goes, and ``resume`` continues
 a killed run of the same training from its last one (mlops.training.checkpoint says which run).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -25,7 +24,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from pydantic import BaseModel
-from torch.nn.parallel import DistributedDataParallel
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
@@ -37,6 +35,7 @@ from mlops.search.lexical import BM25Index
 from mlops.search.settings import QUERY_MAX_TOKENS
 from mlops.training import checkpoint, grad_cache, precision, rng
 from mlops.training.config import TrainConfig
+from mlops.training.strategy import Parallel
 
 LOG_EVERY = 5
 
@@ -196,17 +195,17 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
     used = precision.resolve(config.precision, device)
     torch.manual_seed(config.seed)
     encoder = Encoder(base_model_path(), device=str(device))
-    if state:
-        encoder.model.load_state_dict(state["model"])
     encoder.model.train()
-    # Mean pooling leaves BERT's pooler without gradients; DDP must be told, or it waits for them forever.
-    model = DistributedDataParallel(encoder.model, find_unused_parameters=True) if env.world_size > 1 else encoder.model
-    optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=config.learning_rate)
+    if getattr(encoder.model, "pooler", None) is not None:
+        # Mean pooling never uses BERT's pooler: frozen, it has no gradients for DDP to wait for and no optimiser state.
+        encoder.model.pooler.requires_grad_(False)
+    parallel = Parallel(encoder.model, config.strategy, env.world_size)
+    optimizer = torch.optim.AdamW(parallel.module.parameters(), lr=config.learning_rate)  # over the shards under FSDP
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_at(step, total, warmup))
-    scaler = precision.grad_scaler(used)
+    scaler = parallel.grad_scaler(used)
     step, slot, spent = 0, None, 0.0
     if state:
-        optimizer.load_state_dict(state["optimizer"])
+        parallel.load(optimizer, state["model"], state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, slot, spent = state["step"], state["file"], state["seconds"]  # the next checkpoint goes to the other file
@@ -224,7 +223,8 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
             run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"],
                                          tracking.TAG_GIT_SHA: tracking.git_sha(), **checkpoint.run_tags(config, resume_key)})
             mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "dataset_hash": manifest["hash"],
-                               "backend": dist.get_backend() if env.world_size > 1 else "none", "train_pairs": len(examples),
+                               "backend": dist.get_backend() if env.world_size > 1 else "none",
+                               "strategy_used": parallel.strategy, "train_pairs": len(examples),
                                "total_steps": total, "base_model": "all-MiniLM-L6-v2", "precision_used": used})
             tracking.log_config(run.info.run_id, "train", config)
         echo(f"training on {len(examples)} pairs, {total} steps of {config.batch_size} ({env.world_size} process(es)); MLflow run {run.info.run_id}")
@@ -245,11 +245,11 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 chunk = local_batch // config.grad_accum
                 loss = grad_cache.backward(
                     [batch[i : i + chunk] for i in range(0, local_batch, chunk)],
-                    functools.partial(_embed_chunk, encoder, model, config=config, used=used, device=device),
+                    functools.partial(_embed_chunk, encoder, parallel.module, config=config, used=used, device=device),
                     functools.partial(_batch_loss, batch=batch, config=config, env=env),
-                    scale=scaler.scale, no_sync=model.no_sync if env.world_size > 1 else contextlib.nullcontext)
+                    scale=scaler.scale, no_sync=parallel.no_sync)
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(parallel.module.parameters(), 1.0)  # of the whole model, shards included
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
@@ -266,17 +266,19 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                     left = elapsed / (step - first) * (total - step)
                     echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{left:.0f}s left")
                 if checkpointing:
-                    slot = checkpoint.save(step, spent + time.perf_counter() - started, encoder.model, optimizer, scheduler,
+                    slot = checkpoint.save(step, spent + time.perf_counter() - started, parallel, optimizer, scheduler,
                                            scaler, env.rank, env.world_size, slot)
                     echo(f"  checkpoint at step {step} logged to the run ({checkpoint.FOLDER}/{slot})")
+        seconds = spent + time.perf_counter() - started  # every attempt's training up to its last checkpoint, then this one's
+        weights = parallel.weights()  # gathered from every process's shard under FSDP
         if not env.is_main:
             return None
-        seconds = spent + time.perf_counter() - started  # every attempt's training up to its last checkpoint, then this one's
         mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds})
         out = settings.models_dir / run.info.run_id
         shutil.rmtree(out, ignore_errors=True)
-        encoder.model.eval()
-        encoder.save(out / tracking.MODEL_ARTIFACT)
+        trained = Encoder(base_model_path(), device="cpu")
+        trained.model.load_state_dict(weights)
+        trained.save(out / tracking.MODEL_ARTIFACT)
         mlflow.log_artifacts(str(out / tracking.MODEL_ARTIFACT), tracking.MODEL_ARTIFACT)
         mlflow.log_artifacts(str(folder), tracking.DATASET_ARTIFACT)  # evaluate and export read the data from here
         shutil.rmtree(out, ignore_errors=True)  # MLflow holds the model now

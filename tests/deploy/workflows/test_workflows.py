@@ -6,6 +6,7 @@ import copy
 import inspect
 import json
 import re
+import typing
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from mlops.cli import app
 from mlops.core.errors import PROCESSES_LOST
 from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import CLUSTER_STEPS, STEPS
+from mlops.training.config import TrainConfig
 from support.argo_models import strict_check, validate
 from support.expr_lang import evaluate
 from support.gitops import application
@@ -189,6 +191,15 @@ def test_training_gets_the_gpus_it_runs_processes_on():
     assert {p["name"]: p["value"] for p in TEMPLATE["spec"]["arguments"]["parameters"]}["gpus"] == "1"
     text = (ROOT / "workflows/train-evaluate-register-deploy.yaml").read_text()
     assert "failRequestsGreaterThanOne" in text[:text.index("podSpecPatch: >-")][-600:]
+
+
+def test_training_takes_the_strategy_the_trainer_knows():
+    """The workflow's strategy choices are exactly those `mlops train --strategy` accepts, and reach the train step."""
+    strategy = {p["name"]: p for p in TEMPLATE["spec"]["arguments"]["parameters"]}["strategy"]
+    assert tuple(strategy["enum"]) == typing.get_args(TrainConfig.model_fields["strategy"].annotation)
+    assert strategy["value"] == TrainConfig().strategy
+    args = templates()["train"]["container"]["args"]
+    assert args[args.index("--strategy") + 1] == "{{workflow.parameters.strategy}}"
 
 
 def test_the_gate_is_never_retried_but_transient_errors_are():

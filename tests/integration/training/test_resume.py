@@ -1,4 +1,4 @@
-"""A 2-process training run, one of its workers killed with SIGKILL mid-way (as the kernel does out of memory), ends
+"""A 2-process training run (DDP; FSDP in the slow tier), one of its workers killed with SIGKILL mid-way (as the kernel does out of memory), ends
 with the exit code the workflow retries; resumed from its last checkpoint, it ends with the same weights as the same
 run left alone, in the same MLflow run, and a retry after that trains nothing."""
 
@@ -34,20 +34,22 @@ def weights(client, run_id: str, cache: Path) -> dict[str, torch.Tensor]:
     return Encoder(tracking.download(client, run_id, tracking.MODEL_ARTIFACT, cache), device="cpu").model.state_dict()
 
 
-def test_a_killed_two_process_run_resumes_to_the_weights_it_would_have_had(tmp_path: Path, mini_package: Path,
+@pytest.mark.parametrize("strategy", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
+def test_a_killed_two_process_run_resumes_to_the_weights_it_would_have_had(tmp_path: Path, mini_package: Path, strategy: str,
                                                                           monkeypatch: pytest.MonkeyPatch):
+    train, config = [*TRAIN, "--strategy", strategy], CONFIG.model_copy(update={"strategy": strategy})
     monkeypatch.setenv("GIT_SHA", "c" * 40)  # the commit resuming matches on, the same for every process here
     home = tmp_path / "home"
     assert invoke("data", "--source", str(mini_package), home=home).returncode == 0
     client = tracking.configure(Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}"))
-    alone = run(*TRAIN, home=home)
+    alone = run(*train, home=home)
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert client.list_artifacts(alone.stdout.strip(), FOLDER) == []  # a finished run keeps no checkpoint
 
     # The same training as a workflow's step runs it; the finished run above has no key, so it starts afresh.
     environment = {**os.environ, "MLOPS_HOME": str(home)}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    killed = subprocess.Popen([MLOPS, *TRAIN, *RESUME], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = subprocess.Popen([MLOPS, *train, *RESUME], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline, found = time.monotonic() + 300, None
     while found is None and time.monotonic() < deadline and killed.poll() is None:
         for candidate in client.search_runs([tracking.experiment_id(client)], "attributes.status = 'RUNNING'"):
@@ -60,7 +62,7 @@ def test_a_killed_two_process_run_resumes_to_the_weights_it_would_have_had(tmp_p
 
     # While its trainer lives, nothing takes the run over.
     with pytest.raises(MlopsError, match=f"run {run_id} is still being trained by process"):
-        decide(client, found.data.tags[tracking.TAG_DATASET], CONFIG, 2, KEY)
+        decide(client, found.data.tags[tracking.TAG_DATASET], config, 2, KEY)
 
     # Out of memory: the kernel kills one worker; torchrun stops the other, and the command says its processes were
     # lost with the exit code the workflow retries.
@@ -74,7 +76,7 @@ def test_a_killed_two_process_run_resumes_to_the_weights_it_would_have_had(tmp_p
     assert client.get_run(run_id).info.status in ("FAILED", "RUNNING")
     assert not any(a.path.startswith(tracking.MODEL_ARTIFACT) for a in client.list_artifacts(run_id))
 
-    resumed = run(*TRAIN, *RESUME, home=home)
+    resumed = run(*train, *RESUME, home=home)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip() == run_id and f"resuming run {run_id} from its checkpoint at step " in resumed.stderr, resumed.stderr[-3000:]
     finished = client.get_run(run_id)
@@ -90,5 +92,5 @@ def test_a_killed_two_process_run_resumes_to_the_weights_it_would_have_had(tmp_p
     assert sorted(m.step for m in client.get_metric_history(run_id, "train_loss")) == list(range(1, 9))
 
     # A step retried after its training finished reports that run and trains nothing.
-    again = run(*TRAIN, *RESUME, home=home)
+    again = run(*train, *RESUME, home=home)
     assert again.returncode == 0 and again.stdout.strip() == run_id and "has finished already: nothing to train" in again.stderr

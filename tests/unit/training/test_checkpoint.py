@@ -115,7 +115,7 @@ def test_a_checkpoint_restores_the_model_optimiser_schedule_step_and_seconds(cli
     state = checkpoint.load(run_id)
     assert (state["step"], state["file"], state["seconds"], state["world_size"]) == (20, "b.pt", 2.0, 1)
     assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
-    assert state["optimizer"]["state"][0]["step"] == 2 and len(state["rng"]) == 1
+    assert state["optimizer"]["state"]["weight"]["step"] == 2 and len(state["rng"]) == 1
 
 
 def test_a_torn_newest_file_falls_back_to_the_one_before(client):
