@@ -20,7 +20,7 @@ TOOLS    := .tools
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lock tools system-deps pipeline serve bench test test-unit test-integration test-deploy test-all lint mlflow-ui clean
+.PHONY: setup lock tools system-deps pipeline serve bench train-study test test-unit test-integration test-deploy test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -89,7 +89,12 @@ serve: setup
 bench: setup
 	$(BIN)/mlops bench
 
-# docs/results.md from the latest report.json (make pipeline) and bench.json (make bench); either may be missing
+# Training time: 1 vs 2 processes, DDP vs FSDP, batch 16 and 32 (each case a real `mlops train`; needs `mlops data`)
+train-study: setup
+	$(BIN)/mlops train-study
+
+# docs/results.md from the latest report.json (make pipeline), bench.json (make bench) and train-study.json (make
+# train-study); any may be missing
 .PHONY: results
 results: setup
 	$(BIN)/mlops results-page --out docs/results.md

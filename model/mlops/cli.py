@@ -26,7 +26,7 @@ from mlops.core.inputs import DEFAULT_TOP_K, MAX_TOP_K  # noqa: E402
 from mlops.core.results import RESULT_FILE, result, stdout_holds_only_results  # noqa: E402
 from mlops.core.settings import Settings  # noqa: E402
 from mlops.evaluation.gate import GateConfig  # noqa: E402
-from mlops.training.config import TrainConfig  # noqa: E402
+from mlops.training.config import TrainConfig, TuneConfig  # noqa: E402
 
 app = typer.Typer(
     help="Question answering over the Transformers codebase: data -> train -> evaluate -> register -> deploy.",
@@ -179,6 +179,9 @@ def train(
     resume_key: Annotated[str | None, typer.Option(envvar="MLOPS_RESUME_KEY", help="tag the run with this key; --resume takes "
                                                    "over only a run of the same key (Argo passes the workflow's uid)")] = None,
     nproc_per_node: Annotated[int, typer.Option(help="processes; >1 re-launches under torchrun (see --strategy)")] = 1,
+    parent_run: Annotated[str | None, typer.Option(help="nest the run under this MLflow run (a study's or a search's)")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="a YAML of training options (`mlops tune` writes one); "
+                                                     "options given here win over it")] = None,
 ) -> None:
     """Fine-tune the encoder; log params, per-step loss and the model to MLflow; print the run id."""
     from mlops.training.train import train as train_model
@@ -198,12 +201,83 @@ def train(
                             "checkpoints, the same command with --resume goes on from the last one", fg=typer.colors.RED, err=True)
                 code = PROCESSES_LOST
         raise typer.Exit(code)
-    config = _options(TrainConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
-                      seed=seed, shuffle_labels=shuffle_labels, checkpoint_every=checkpoint_every, precision=precision,
-                      grad_accum=grad_accum, strategy=strategy)
-    run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume, resume_key)
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_steps": max_steps, "seed": seed,
+             "shuffle_labels": shuffle_labels, "checkpoint_every": checkpoint_every, "precision": precision,
+             "grad_accum": grad_accum, "strategy": strategy}
+    config = _options(TrainConfig, **{**_config_file(config_file), **{k: v for k, v in given.items() if v is not None}})
+    run_id = _run(train_model, Settings.from_env(), config, dataset, echo, resume, resume_key, parent_run)
     if run_id:  # rank 0 only
         result(run_id)
+
+
+@app.command("train-study")
+def train_study(
+    dataset: Annotated[str | None, typer.Option(help="dataset hash (default: the latest `mlops data`)")] = None,
+    processes: Annotated[str, typer.Option(help="process counts to compare, comma-separated")] = "1,2",
+    strategies: Annotated[str, typer.Option(help="strategies of the cases with several processes: ddp, fsdp")] = "ddp,fsdp",
+    batch_sizes: Annotated[str, typer.Option(help="global batch sizes, comma-separated")] = "16,32",
+    steps: Annotated[int, typer.Option(help="training steps of every case")] = 30,
+) -> None:
+    """Time training: one process against several, DDP against FSDP, by batch size; each case a real `mlops train`
+    nested under the study's MLflow run. Writes train-study.json and .png to the reports folder (shown by
+    `mlops results-page`); prints the report's path."""
+    from mlops.training.study import StudyConfig, study
+
+    config = _options(StudyConfig, processes=_numbers("--processes", processes), strategies=_names(strategies),
+                      batch_sizes=_numbers("--batch-sizes", batch_sizes), steps=steps)
+    result(str(_run(study, Settings.from_env(), config, dataset, echo)))
+
+
+def _config_file(path: Path | None) -> dict:
+    """The options a --config YAML file sets (none without one); a missing or malformed file is a usage error."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        typer.secho(f"error: --config {path}: {str(exc).splitlines()[0]}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    if not isinstance(values, dict) or not all(k in TrainConfig.model_fields for k in values):
+        unknown = sorted(set(values) - set(TrainConfig.model_fields)) if isinstance(values, dict) else ["(not a mapping)"]
+        typer.secho(f"error: --config {path}: not training options ({', '.join(map(str, unknown))}); expected keys of "
+                    f"{', '.join(TrainConfig.model_fields)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    return values
+
+
+def _numbers(option: str, text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers; anything else is a usage error (exit 2)."""
+    try:
+        return tuple(int(part) for part in _names(text))
+    except ValueError:
+        typer.secho(f"error: {option}: {text!r} is not a comma-separated list of whole numbers", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@app.command()
+def tune(
+    dataset: Annotated[str | None, typer.Option(help="dataset hash (default: the latest `mlops data`)")] = None,
+    trials: Annotated[int | None, typer.Option(help=f"configurations sampled ({_default(TuneConfig, 'trials')})")] = None,
+    max_steps: Annotated[int | None, typer.Option(help=f"steps of a trial never stopped ({_default(TuneConfig, 'max_steps')})")] = None,
+    evaluate_every: Annotated[int | None, typer.Option(help="steps between a trial's validation scores, ASHA's rungs "
+                                                       f"({_default(TuneConfig, 'evaluate_every')})")] = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="batch sizes to choose from, comma-separated (16,32,64)")] = None,
+    seed: Annotated[int | None, typer.Option(help=_default(TuneConfig, "seed"))] = None,
+    out: Annotated[Path, typer.Option(help="where the best configuration goes (YAML for `mlops train --config`)")] = Path("tuned-train.yaml"),
+) -> None:
+    """Search learning rate, batch size, epochs and the loss temperature on Ray Tune (ASHA on validation MRR, the fusion
+    weight swept in each trial); each trial an MLflow child run; writes the best configuration; prints its path."""
+    from mlops.training.tune import tune_search
+
+    config = _options(TuneConfig, trials=trials, max_steps=max_steps, evaluate_every=evaluate_every, seed=seed,
+                      batch_sizes=_numbers("--batch-sizes", batch_sizes) if batch_sizes else None)
+    result(str(_run(tune_search, Settings.from_env(), config, out, dataset, echo)))
 
 
 @app.command()
@@ -370,11 +444,13 @@ def results_page(
     out: Annotated[Path, typer.Option(help="the page to write")] = Path("docs/results.md"),
     report: Annotated[Path | None, typer.Option(help="an evaluation report.json (default: the newest under the reports folder)")] = None,
     bench: Annotated[Path | None, typer.Option(help="a benchmark bench.json (default: the reports folder's)")] = None,
+    train_study: Annotated[Path | None, typer.Option(help="a train-study.json (default: the reports folder's)")] = None,
 ) -> None:
-    """Render the measured figures (report.json of evaluate, bench.json of bench) as a markdown page; print its path."""
+    """Render the measured figures (report.json of evaluate, bench.json of bench, train-study.json of train-study) as a
+    markdown page; print its path."""
     from mlops.results_page import write_results_page
 
-    result(str(_run(write_results_page, Settings.from_env(), out, report, bench, echo)))
+    result(str(_run(write_results_page, Settings.from_env(), out, report, bench, echo, train_study)))
 
 
 Environment = Annotated[str, typer.Option("--env", help="dev, staging or prod")]

@@ -31,6 +31,7 @@ TAG_DATASET = "mlops.dataset_hash"
 TAG_GATE = "mlops.gate"  # "passed" | "failed", written by evaluate
 TAG_GATE_REASON = "mlops.gate_reason"
 TAG_GIT_SHA = "mlops.git_sha"
+TAG_PARENT = "mlflow.parentRunId"  # MLflow's own: a study's or a search's trainings nest under its run
 TAG_BM25_WEIGHT = "mlops.bm25_weight"  # fusion weight chosen by evaluate on the validation split
 TAG_RETRIEVAL = "mlops.retrieval_settings"  # digest of the settings evaluate measured, in retrieval/<digest>.json
 TAG_ENCODER_VARIANT = "mlops.encoder_variant"  # what encodes the questions where it serves (also in those settings)
@@ -92,12 +93,14 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
 
 
 def latest_training_run(client: MlflowClient) -> Run:
+    """The newest finished training that is not part of a study or a search (those nest under another run)."""
     runs = client.search_runs(
         [experiment_id(client)],
         filter_string=f"tags.`{TAG_STAGE}` = 'train' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=200,
     )
+    runs = [r for r in runs if TAG_PARENT not in r.data.tags]
     if not runs:
         raise MlopsError("no finished training run in MLflow; run `mlops train` first")
     return runs[0]

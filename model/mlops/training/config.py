@@ -1,5 +1,5 @@
-"""What a training run is given: logged with the run as ``config/train.json`` and read back typed by evaluate.
-Torch-free, so the CLI shows these defaults without loading torch."""
+"""What a training run is given (logged with the run as ``config/train.json`` and read back typed by evaluate), and
+what a hyperparameter search is given. Torch-free, so the CLI shows these defaults without loading torch."""
 
 from __future__ import annotations
 
@@ -32,3 +32,16 @@ class TrainConfig(BaseModel):
                                                " 'feedback': users' thumbs-up; 'review': thumbs-down an annotator answered)")
     passage_tokens: int = Field(48, ge=16, le=256, description="passage truncation while training (serving uses 128)")
     shuffle_labels: bool = Field(False, description="pair questions with random passages: a deliberately broken model")
+
+
+class TuneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(8, ge=1, le=200, description="configurations sampled")
+    max_steps: int = Field(200, ge=2, le=100_000, description="training steps of a trial that is never stopped")
+    evaluate_every: int = Field(50, ge=1, description="steps between a trial's validation scores (ASHA's rungs)")
+    learning_rate: tuple[float, float] = (1e-5, 2e-4)  # sampled log-uniformly
+    batch_sizes: tuple[int, ...] = (16, 32, 64)
+    epochs: tuple[int, ...] = (1, 2, 3)
+    scale: tuple[float, float] = (10.0, 40.0)  # the loss's inverse temperature, sampled uniformly
+    seed: int = 13

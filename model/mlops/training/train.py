@@ -13,8 +13,10 @@ import functools
 import math
 import os
 import random
+import resource
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -132,18 +134,35 @@ def _batch_loss(embeddings: grad_cache.Embeddings, batch: list[Example], config:
     return _contrastive_loss(q, torch.cat([answers, negatives]), ids, config.scale, env)
 
 
+def _peak_memory_mb(device: torch.device) -> float:
+    """This process's peak memory: the GPU's allocations on a GPU, else its peak resident set (libraries included)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _lr_at(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+class Progress(NamedTuple):
+    """Called on rank 0 with the step, the encoder (in eval mode) and whether it is the last step, every ``every``
+    steps and after the last."""
+    every: int
+    call: Callable[[int, Encoder, bool], None]
+
+
 def train(settings: Settings, config: TrainConfig, dataset_hash: str | None = None, echo=print, resume: bool = False,
-          resume_key: str | None = None) -> str | None:
-    """Train one model; returns the MLflow run id on rank 0 (None on other ranks)."""
+          resume_key: str | None = None, parent_run_id: str | None = None, progress: Progress | None = None,
+          keep_model: bool = True) -> str | None:
+    """Train one model; returns the MLflow run id on rank 0 (None on other ranks). ``parent_run_id`` nests the run
+    under a study's or a search's run; a search's trials, scored by ``progress``, keep no model (``keep_model``)."""
     env = init_distributed()
     try:
-        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None), resume, resume_key)
+        return _train(settings, config, dataset_hash, env, echo if env.is_main else (lambda *_: None), resume, resume_key,
+                      parent_run_id, progress, keep_model)
     finally:
         if env.world_size > 1:
             dist.destroy_process_group()
@@ -172,7 +191,8 @@ def _resumed(settings: Settings, config: TrainConfig, dataset_hash: str, env: Di
 
 
 def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, env: Distributed, echo, resume: bool = False,
-           resume_key: str | None = None) -> str | None:
+           resume_key: str | None = None, parent_run_id: str | None = None, progress: Progress | None = None,
+           keep_model: bool = True) -> str | None:
     folder = dataset.resolve(settings.datasets_dir, dataset_hash)
     manifest = dataset.manifest_of(folder)
     examples = _training_examples(folder, config)
@@ -221,7 +241,8 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
             logged = {m.step for m in client.get_metric_history(decision.run_id, "train_loss")}
         else:
             run = mlflow.start_run(tags={tracking.TAG_STAGE: "train", tracking.TAG_DATASET: manifest["hash"],
-                                         tracking.TAG_GIT_SHA: tracking.git_sha(), **checkpoint.run_tags(config, resume_key)})
+                                         tracking.TAG_GIT_SHA: tracking.git_sha(), **checkpoint.run_tags(config, resume_key),
+                                         **({tracking.TAG_PARENT: parent_run_id} if parent_run_id else {})})
             mlflow.log_params({**config.model_dump(), "world_size": env.world_size, "dataset_hash": manifest["hash"],
                                "backend": dist.get_backend() if env.world_size > 1 else "none",
                                "strategy_used": parallel.strategy, "train_pairs": len(examples),
@@ -255,25 +276,37 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
-                pending.append((step, loss.item()))
+                if env.world_size > 1:  # each process has its questions' loss; the run logs the whole batch's
+                    dist.all_reduce(loss)
+                    loss /= env.world_size
+                pending.append((step, loss.item(), spent + time.perf_counter() - started))
                 checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
                 if env.is_main and (step % LOG_EVERY == 0 or step == total or checkpointing):  # a checkpoint's losses are logged
-                    for s, value in pending:
+                    for s, value, at in pending:  # the loss, and when it was reached: the training-time study's curves
                         if s not in logged:
-                            mlflow.log_metric("train_loss", value, step=s)
+                            mlflow.log_metrics({"train_loss": value, "train_elapsed_seconds": at}, step=s)
                     pending.clear()
                     elapsed = time.perf_counter() - started
                     left = elapsed / (step - first) * (total - step)
                     echo(f"  step {step}/{total}  loss {loss.item():.4f}  {elapsed:.0f}s elapsed, ~{left:.0f}s left")
+                if progress and env.is_main and (step % progress.every == 0 or step == total):
+                    encoder.model.eval()  # no dropout while it is scored; no generator drawn from either
+                    progress.call(step, encoder, step == total)
+                    encoder.model.train()
                 if checkpointing:
                     slot = checkpoint.save(step, spent + time.perf_counter() - started, parallel, optimizer, scheduler,
                                            scaler, env.rank, env.world_size, slot)
                     echo(f"  checkpoint at step {step} logged to the run ({checkpoint.FOLDER}/{slot})")
         seconds = spent + time.perf_counter() - started  # every attempt's training up to its last checkpoint, then this one's
+        peak = _peak_memory_mb(device)  # training's, before the whole model is gathered to be saved
         weights = parallel.weights()  # gathered from every process's shard under FSDP
         if not env.is_main:
             return None
-        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds})
+        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * config.batch_size / seconds,
+                            "peak_memory_mb": peak})
+        if not keep_model:
+            mlflow.end_run()
+            return run.info.run_id
         out = settings.models_dir / run.info.run_id
         shutil.rmtree(out, ignore_errors=True)
         trained = Encoder(base_model_path(), device="cpu")
@@ -287,7 +320,7 @@ def _train(settings: Settings, config: TrainConfig, dataset_hash: str | None, en
             echo(f"warning: run {run.info.run_id}'s checkpoints were not deleted ({failed}); they only take space")
         echo(f"trained in {seconds:.0f}s; model logged to run {run.info.run_id}")
         return run.info.run_id
-    except BaseException:
-        if run is not None:
-            mlflow.end_run(status="FAILED")
+    except BaseException as exc:
+        if run is not None:  # stopped (Ctrl-C; a search's scheduler ends a trial by SystemExit) or failed
+            mlflow.end_run(status="KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
         raise
