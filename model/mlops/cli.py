@@ -273,7 +273,7 @@ def tune(
 ) -> None:
     """Search learning rate, batch size, epochs and the loss temperature on Ray Tune (ASHA on validation MRR, the fusion
     weight swept in each trial); each trial an MLflow child run; writes the best configuration; prints its path."""
-    from mlops.training.tune import tune_search
+    from mlops.evaluation.tune import tune_search
 
     config = _options(TuneConfig, trials=trials, max_steps=max_steps, evaluate_every=evaluate_every, seed=seed,
                       batch_sizes=_numbers("--batch-sizes", batch_sizes) if batch_sizes else None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.data.eval_sets import FRESH_SET
+from mlops.training.config import STUDY_PLOT, STUDY_REPORT
 
 # The question sets `mlops evaluate` scores every system on, in the order the page shows them.
 SET_NAMES = {
@@ -34,7 +35,6 @@ SYSTEM_NAMES = {
     "bm25": "BM25",
     "champion": "champion",
 }
-STUDY_REPORT, STUDY_PLOT = "train-study.json", "train-study.png"  # as mlops.training.study writes them (torch-free here)
 METRICS = ("recall_at_1", "recall_at_5", "recall_at_10", "mrr")
 WEAKEST_SLICES = 5
 
@@ -179,8 +179,9 @@ def _training_time(study: dict, source: str, plot: str | None) -> list[str]:
             for c in study["cases"]]
     lines += _table(["processes", "strategy", "batch", "steps/s", "pairs/s", "vs one process", "seconds to the loss",
                      "rank 0 peak MiB"], rows)
-    lines += ["", "Steps/s are after the first step. The target loss is the highest any case of that batch size ends at "
-              "(5-step moving average); losses of different batch sizes do not compare."]
+    lines += ["", "Steps/s are after the first step. The target loss is the highest any case of that batch size ends at, "
+              f"on a {study['smoothing']}-step moving average; the seconds are from when that average stays at or below "
+              "it. Losses of different batch sizes do not compare."]
     if plot:
         lines += ["", f"![Loss against time and throughput of each case]({plot})"]
     return lines

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import dockerfile
 import yaml
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_FACTS = ROOT / "images" / "base-images.yaml"
@@ -298,3 +299,9 @@ def passwd_entry(root: Path, user: str) -> list[str] | None:
         if user in (fields[0], fields[2]):
             return fields
     return None
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    """A lock file's pins (`uv pip compile` output), by canonical distribution name."""
+    pins = [line.split("==") for line in path.read_text().splitlines() if "==" in line and not line.startswith((" ", "#"))]
+    return {canonicalize_name(name): version for name, version in pins}

@@ -100,10 +100,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
     for split in SPLITS:
         chosen = sorted((p for p in pairs if split_by_symbol[p.symbol] == split), key=lambda p: (p.symbol, p.question))
         files[f"{split}.jsonl"] = _jsonl(chosen)
-    digest = hashlib.sha256(f"format={FORMAT_VERSION}\n".encode())
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].encode())
-    dataset_hash = digest.hexdigest()[:16]
+    dataset_hash = _digest(files)
     manifest = {
         "hash": dataset_hash,
         "format": FORMAT_VERSION,
@@ -119,18 +116,53 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
     }
     target = datasets_dir / dataset_hash
     if not target.exists():
-        datasets_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=datasets_dir))
-        try:
-            for name, text in files.items():
-                (staging / name).write_text(text, encoding="utf-8")
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        _write_folder(target, {**{n: text.encode() for n, text in files.items()},
+                               "manifest.json": json.dumps(manifest, indent=2).encode()})
     _write_atomic(datasets_dir / LATEST, dataset_hash + "\n")
     return dataset_hash, manifest
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """A dataset version's files, to recreate it where its folder is not (a Ray worker on another node)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def restore(datasets_dir: Path, files: dict[str, bytes]) -> Path:
+    """The folder of the dataset version ``files`` holds (from :func:`files_of`), written if it is not there. The
+    content must hash to the manifest's hash: a version is never written under a name it does not have."""
+    dataset_hash = json.loads(files["manifest.json"])["hash"]
+    target = datasets_dir / dataset_hash
+    if not (target / "manifest.json").is_file():
+        found = _digest({n: b.decode() for n, b in files.items() if n != "manifest.json"})
+        if found != dataset_hash:
+            raise MlopsError(f"dataset {dataset_hash}: its files hash to {found}; send the whole folder again")
+        _write_folder(target, files)
+    return target
+
+
+def _digest(files: dict[str, str]) -> str:
+    """A dataset version's hash: of its format and every file but the manifest, by name."""
+    digest = hashlib.sha256(f"format={FORMAT_VERSION}\n".encode())
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode())
+    return digest.hexdigest()[:16]
+
+
+def _write_folder(target: Path, files: dict[str, bytes]) -> None:
+    """``target`` with exactly ``files``, all or nothing (a reader never sees half a version)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "manifest.json").is_file():  # else another writer was first, with the same content (its hash)
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _write_atomic(path: Path, text: str) -> None:

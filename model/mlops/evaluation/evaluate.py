@@ -73,7 +73,7 @@ class QuestionSet(BaseModel):
     slices: list[str]
 
 
-def _test_set(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None,
+def split_questions(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None,
               strict: bool = False, slice_by_rule: bool = False) -> QuestionSet:
     """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise, unless ``strict``).
     Sliced by the symbol's category, or by the rule that made the question."""
@@ -206,15 +206,15 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
     by_name = {s.symbol: s for s in corpus}
     trained_rules = _trained_rules(run_id)
     sets = {
-        "test": _test_set(folder, "test", by_name, TEMPLATED_RULES, strict=True),
+        "test": split_questions(folder, "test", by_name, TEMPLATED_RULES, strict=True),
         "natural": _natural_set(by_name, settings.natural_questions or NATURAL_QUESTIONS),
         "natural_dev": _natural_set(by_name, settings.natural_dev or NATURAL_DEV),
-        GATE_SET: _test_set(folder, "test", by_name, trained_rules),
+        GATE_SET: split_questions(folder, "test", by_name, trained_rules),
     }
-    from_users = _test_set(folder, "train", by_name, set(FEEDBACK_RULES), strict=True, slice_by_rule=True)
+    from_users = split_questions(folder, "train", by_name, set(FEEDBACK_RULES), strict=True, slice_by_rule=True)
     if from_users.questions:
         sets[FEEDBACK_SET] = from_users
-    labelled_test = _test_set(folder, "test", by_name, set(LABELLED_RULES), strict=True)
+    labelled_test = split_questions(folder, "test", by_name, set(LABELLED_RULES), strict=True)
     if labelled_test.questions:  # the labelled questions of held-out symbols: natural wording, never trained on
         sets[LABELLED_TEST_SET] = labelled_test
     fresh = load_natural_questions(NATURAL_FRESH)
@@ -222,7 +222,7 @@ def evaluate(settings: Settings, run_id: str | None, config: GateConfig, echo=pr
         indexed = {p.symbol for p in dataset.load_split(folder, "train") if p.rule in LABELLED_RULES}  # and expanded
         sets[FRESH_SET] = QuestionSet(questions=[q.question for q in fresh], expected=[set(q.expected) for q in fresh],
                                       slices=["labelled" if indexed & set(q.expected) else "unlabelled" for q in fresh])
-    validation = _test_set(folder, "validation", by_name, TEMPLATED_RULES, strict=True)
+    validation = split_questions(folder, "validation", by_name, TEMPLATED_RULES, strict=True)
     counts = f"{len(sets['test'].questions)} test, {len(sets['natural'].questions)} natural and {len(sets['natural_dev'].questions)} dev questions"
     echo(f"evaluating run {run_id} on {counts}, corpus of {len(corpus)} symbols")
     # The counts show a fallback to the whole split (no rules logged, or none that made a test question).

@@ -1,11 +1,15 @@
-"""What a training run is given (logged with the run as ``config/train.json`` and read back typed by evaluate), and
-what a hyperparameter search is given. Torch-free, so the CLI shows these defaults without loading torch."""
+"""What a training run is given (logged with the run as ``config/train.json`` and read back typed by evaluate), what
+a hyperparameter search is given, and where the training-time study reports. Torch-free, so the CLI shows these
+defaults without loading torch."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# What `mlops train-study` writes under the reports folder and `mlops results-page` reads.
+STUDY_REPORT, STUDY_PLOT = "train-study.json", "train-study.png"
 
 
 class TrainConfig(BaseModel):

@@ -5,7 +5,8 @@ in MLflow under the study's run. From each run's per-step loss and elapsed time 
 
 - steps/s and pairs/s after the first step (which also allocates and, on a GPU, compiles);
 - the seconds to a target loss: the highest loss any case of that batch size ends at, so every one of them gets
-  there (on a 5-step moving average). Cases of one global batch see the same data in the same order and the same
+  there, on a 10-step moving average; the time is the step from which the average stays at or below it (a short
+  run's loss is noisy: the first time it dips there says little). Cases of one global batch see the same data in the same order and the same
   gradients whatever their strategy (tests/integration/training/test_strategy.py); only each process's dropout
   masks differ with the process count, so within a batch size this compares speed on nearly equal terms. Losses
   of different batch sizes do not compare (a bigger batch scores each question against more negatives);
@@ -36,13 +37,13 @@ from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.lifecycle import tracking
-from mlops.results_page import STUDY_PLOT as PLOT
-from mlops.results_page import STUDY_REPORT as REPORT
+from mlops.training.config import STUDY_PLOT as PLOT
+from mlops.training.config import STUDY_REPORT as REPORT
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SMOOTHING = 5  # steps in the moving average the target loss is read on
+SMOOTHING = 10  # steps in the moving average the target loss is read on
 
 
 class StudyConfig(BaseModel):
@@ -91,9 +92,15 @@ def measure(losses: list[float], elapsed: list[float], batch_size: int) -> dict:
     return {"steps_per_second": rate, "pairs_per_second": rate * batch_size, "final_loss": moving_average(losses)[-1]}
 
 
-def seconds_to(target: float, losses: list[float], elapsed: list[float]) -> float:
-    """When the moving-average loss first reaches ``target``."""
-    return next(t for loss, t in zip(moving_average(losses), elapsed, strict=True) if loss <= target + 1e-12)
+def seconds_to(target: float, losses: list[float], elapsed: list[float]) -> float | None:
+    """When the moving-average loss reaches ``target`` to stay (at or below it from then on to the last step); None
+    when it ends above it."""
+    settled = None
+    for loss, t in zip(reversed(moving_average(losses)), reversed(elapsed), strict=True):
+        if loss > target + 1e-12:
+            break
+        settled = t
+    return settled
 
 
 def machine() -> dict:
@@ -153,6 +160,7 @@ def study(settings: Settings, config: StudyConfig, dataset_hash: str | None = No
         _compare(rows, curves)
         report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": where,
                   "dataset_hash": dataset_hash, "study_run_id": parent.info.run_id, "config": config.model_dump(),
+                  "smoothing": SMOOTHING,
                   "cases": rows, "curves": {label: {"loss": moving_average(loss), "seconds": at} for label, (loss, at) in curves.items()}}
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
         out = settings.reports_dir / REPORT

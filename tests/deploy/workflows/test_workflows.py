@@ -9,14 +9,11 @@ import re
 import typing
 from pathlib import Path
 
-import click
 import kubernetes_validate
 import pytest
-import typer
 import yaml
 from hera.workflows import models
 
-from mlops.cli import app
 from mlops.core.errors import PROCESSES_LOST
 from mlops.lifecycle.deploy import deploy
 from mlops.pipeline import CLUSTER_STEPS, STEPS
@@ -25,16 +22,10 @@ from support.argo_models import strict_check, validate
 from support.expr_lang import evaluate
 from support.gitops import application
 from support.paths import ROOT
-from support.workflows import DOCS, FILES, TEMPLATE, dag_order, templates
+from support.workflows import DOCS, FILES, TASK_EXPRESSION, TEMPLATE, assert_parses, command_name, dag_order, templates
 
 KUBERNETES_VERSION = "1.31.0"
 ARGO_KINDS = {"WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding"}
-TASK_EXPRESSION = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-
-
-def command_name(argv: list[str]) -> str:
-    """`mlops gitops wait ...` -> "gitops wait"; `mlops train ...` -> "train"."""
-    return " ".join(argv[:2]) if argv[0] == "gitops" else argv[0]
 
 
 def mlops_commands(doc: dict = TEMPLATE) -> list[list[str]]:
@@ -122,18 +113,10 @@ def test_the_local_pipeline_runs_its_declared_steps(monkeypatch: pytest.MonkeyPa
     assert inspect.signature(deploy).parameters["move_champion"].default is True
 
 
-@pytest.mark.parametrize("argv", mlops_commands(), ids=lambda argv: argv[0])
+@pytest.mark.parametrize("argv", [*mlops_commands(), templates()["search"]["container"]["args"]], ids=lambda argv: argv[0])
 def test_every_step_is_a_valid_mlops_command_line(argv: list[str]):
-    """Each step's options exist and parse (Argo's {{...}} placeholders stand in for values)."""
-    sub, words = typer.main.get_command(app), command_name(argv).split()
-    for word in words:
-        sub = sub.get_command(click.Context(sub), word)
-        assert sub is not None, f"`mlops {' '.join(words)}` does not exist"
-    values = [TASK_EXPRESSION.sub("7", a) for a in argv[len(words):]]
-    try:
-        sub.make_context(words[-1], values)
-    except click.UsageError as e:
-        pytest.fail(f"`mlops {' '.join(argv)}`: {e.format_message()}")
+    """Each step's options exist and parse (Argo's {{...}} placeholders stand in for values); the search too."""
+    assert_parses([str(a) for a in argv])
 
 
 def test_nothing_runs_after_a_failed_or_skipped_step():

@@ -113,7 +113,7 @@ def test_a_broken_quantisation_is_refused_and_an_accurate_variant_serves(encoder
     from onnx import numpy_helper
 
     from mlops.data import dataset
-    from mlops.evaluation.evaluate import _test_set, measure_variants
+    from mlops.evaluation.evaluate import measure_variants, split_questions
     from mlops.evaluation.gate import choose_variant, variant_faults
 
     broken = tmp_path / "broken"
@@ -129,7 +129,7 @@ def test_a_broken_quantisation_is_refused_and_an_accurate_variant_serves(encoder
     symbols = extract_symbols(mini_package, include=(), exclude=())[0]
     folder = tmp_path / "data" / dataset.build_dataset(symbols, tmp_path / "data", source="mini")[0]
     by_name = {s.symbol: s for s in symbols}
-    sets = {"validation": _test_set(folder, "train", by_name), "natural_dev": _test_set(folder, "test", by_name)}
+    sets = {"validation": split_questions(folder, "train", by_name), "natural_dev": split_questions(folder, "test", by_name)}
     encoders = {"torch-fp32": encoder, "onnx-fp32": OnnxEncoder(broken, "onnx-fp32"), "onnx-int8": OnnxEncoder(broken, "onnx-int8")}
     measured = measure_variants(encoders, shipped_settings(0.0), symbols, corpus_embeddings(encoder, symbols, tmp_path / "cache"),
                                 sets, sets["validation"].questions)

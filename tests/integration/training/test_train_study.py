@@ -17,7 +17,7 @@ from support.cli import assert_clean_error, invoke, run
 def test_the_study_times_each_case_and_the_results_page_shows_it(tmp_path: Path, mini_package: Path):
     home = tmp_path / "home"
     assert invoke("data", "--source", str(mini_package), home=home).returncode == 0
-    done = run("train-study", "--processes", "1,2", "--strategies", "fsdp", "--batch-sizes", "8", "--steps", "6", home=home)
+    done = run("train-study", "--processes", "1,2", "--strategies", "fsdp", "--batch-sizes", "8", "--steps", "11", home=home)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[2/2] 2 process(es), fsdp, batch 8" in done.stderr
     report = json.loads(Path(done.stdout.strip()).read_text())
@@ -32,8 +32,8 @@ def test_the_study_times_each_case_and_the_results_page_shows_it(tmp_path: Path,
         assert child.data.tags[tracking.TAG_PARENT] == parent.info.run_id
         assert child.data.params["strategy_used"] == case["strategy"] and child.data.params["world_size"] == str(case["processes"])
         elapsed = [m.value for m in sorted(client.get_metric_history(case["run_id"], "train_elapsed_seconds"), key=lambda m: m.step)]
-        assert len(elapsed) == 6 and elapsed == sorted(elapsed)
-        assert case["steps_per_second"] == pytest.approx(5 / (elapsed[-1] - elapsed[0]))
+        assert len(elapsed) == 11 and elapsed == sorted(elapsed)
+        assert case["steps_per_second"] == pytest.approx(10 / (elapsed[-1] - elapsed[0]))
         assert case["pairs_per_second"] == pytest.approx(8 * case["steps_per_second"])
         assert elapsed[0] <= case["seconds_to_target"] <= elapsed[-1]
         assert case["peak_memory_mb"] > 100  # torch and the encoder alone take more

@@ -54,6 +54,19 @@ def test_dataset_is_deterministic_versioned_and_leak_free(mini_package: Path, tm
     assert dataset.build_dataset(changed, tmp_path / "a", source="mini")[0] != first
 
 
+def test_a_version_is_restored_elsewhere_from_its_files_only_under_its_own_hash(mini_package: Path, tmp_path: Path):
+    """As a Ray worker on another node gets the dataset (mlops.evaluation.tune)."""
+    first, _ = dataset.build_dataset(_symbols(mini_package), tmp_path / "here", source="mini")
+    files = dataset.files_of(tmp_path / "here" / first)
+    restored = dataset.restore(tmp_path / "there", files)
+    assert restored == tmp_path / "there" / first and dataset.files_of(restored) == files
+    assert dataset.restore(tmp_path / "there", {**files, "train.jsonl": b""}) == restored  # present: left as it is
+    assert [p.name for p in (tmp_path / "there").iterdir()] == [first]  # no staging folder left behind
+    with pytest.raises(MlopsError, match=f"dataset {first}: its files hash to "):
+        dataset.restore(tmp_path / "elsewhere", {**files, "train.jsonl": b""})
+    assert not (tmp_path / "elsewhere" / first).exists()
+
+
 def test_ambiguous_questions_are_dropped():
     def sym(name):
         return Symbol(symbol=f"p.{name}", kind="function", signature="()", docstring="Returns the thing you need.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlops.data import dataset
 from mlops.data.corpus import extract_symbols
-from mlops.evaluation.evaluate import _test_set
+from mlops.evaluation.evaluate import split_questions
 from mlops.evaluation.gate import GATE_SET, VARIANT_MAX_LOSS, GateConfig, choose_variant, decide_gate, variant_faults
 
 
@@ -35,7 +35,7 @@ def test_gate_question_set_follows_the_logged_rules_and_falls_back_to_the_whole_
     assert {"what", "how"} <= rules  # the fixture makes both kinds, so the filter below has something to drop
 
     def questions(rule_set):
-        return _test_set(folder, "train", by_name, rule_set).questions
+        return split_questions(folder, "train", by_name, rule_set).questions
 
     assert questions({"how"}) == [p.question for p in pairs if p.rule == "how"]
     every = [p.question for p in pairs]

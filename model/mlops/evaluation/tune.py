@@ -11,7 +11,10 @@ The best trial's configuration is written as a YAML file that `mlops train --con
 is reviewed and committed like code; its header says where it came from.
 
 Trials take a whole machine each (all its cores, or one GPU of several), so they run one after another on CPU and
-one per GPU on a GPU node; with ``RAY_ADDRESS`` set the search joins that Ray cluster instead of starting one.
+one per GPU on a GPU node. With ``RAY_ADDRESS`` set (as a Ray job's driver has it, e.g. under KubeRay's RayJob:
+workflows/train-evaluate-register-deploy.yaml) the search joins that Ray cluster instead of starting one, each trial
+taking one of its GPUs; the dataset travels with the trials, so a worker on another node writes it where it is
+missing.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Trial(NamedTuple):
     """What a trial trains and how it scores (everything a Ray worker needs, picklable)."""
     settings: Settings
     base: TrainConfig
-    dataset_hash: str
+    dataset_files: dict[str, bytes]  # mlops.data.dataset.files_of: Tune puts the trial in Ray's object store once
     parent_run_id: str
     evaluate_every: int
 
@@ -50,13 +53,13 @@ def space(config: TuneConfig) -> dict:
             "epochs": tune.choice(list(config.epochs)), "scale": tune.uniform(*config.scale)}
 
 
-def _validation(settings: Settings, dataset_hash: str):
+def _validation(folder: Path):
     """The corpus and the validation questions `mlops evaluate` chooses its fusion weight on."""
-    from mlops.evaluation.evaluate import TEMPLATED_RULES, _test_set
+    from mlops.data.questions import TEMPLATED_RULES
+    from mlops.evaluation.evaluate import split_questions
 
-    folder = dataset.resolve(settings.datasets_dir, dataset_hash)
     corpus = dataset.load_corpus(folder)
-    return corpus, _test_set(folder, "validation", {s.symbol: s for s in corpus}, TEMPLATED_RULES, strict=True)
+    return corpus, split_questions(folder, "validation", {s.symbol: s for s in corpus}, TEMPLATED_RULES, strict=True)
 
 
 def run_trial(sampled: dict, trial: Trial) -> None:
@@ -69,7 +72,8 @@ def run_trial(sampled: dict, trial: Trial) -> None:
     from mlops.training.train import Progress, train
 
     config = trial.base.model_copy(update=sampled)
-    corpus, validation = _validation(trial.settings, trial.dataset_hash)
+    folder = dataset.restore(trial.settings.datasets_dir, trial.dataset_files)
+    corpus, validation = _validation(folder)
     scored: dict = {}
 
     def score(step: int, encoder, last: bool) -> None:
@@ -80,7 +84,7 @@ def run_trial(sampled: dict, trial: Trial) -> None:
             tune.report(dict(scored))
 
     try:
-        train(trial.settings, config, trial.dataset_hash, echo=lambda *_: None, parent_run_id=trial.parent_run_id,
+        train(trial.settings, config, folder.name, echo=lambda *_: None, parent_run_id=trial.parent_run_id,
               progress=Progress(trial.evaluate_every, score), keep_model=False)
     except SystemExit:
         tracking.configure(trial.settings).set_tag(scored["run_id"], TAG_STOPPED, f"ASHA at step {scored['step']}")
@@ -104,9 +108,6 @@ def tune_search(settings: Settings, config: TuneConfig, out: Path, dataset_hash:
     dataset_hash = dataset.manifest_of(folder)["hash"]
     client = tracking.configure(settings)
     base = TrainConfig(max_steps=config.max_steps, seed=config.seed)
-    gpus = torch.cuda.device_count()
-    cores = os.cpu_count() or 1
-    per_trial = {"cpu": max(1, cores // max(1, gpus)), "gpu": 1 if gpus else 0}
     with mlflow.start_run(tags={tracking.TAG_STAGE: "tune", tracking.TAG_DATASET: dataset_hash,
                                 tracking.TAG_GIT_SHA: tracking.git_sha()}) as parent:
         mlflow.log_params({k: str(v) for k, v in config.model_dump().items()})
@@ -114,10 +115,15 @@ def tune_search(settings: Settings, config: TuneConfig, out: Path, dataset_hash:
              f"validation MRR, ASHA stopping the weaker half at each rung; MLflow run {parent.info.run_id}")
         os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials resolve paths (git, the dataset) where the search started
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: Tune prints nothing; the lines below say what happened
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                 **({} if os.environ.get("RAY_ADDRESS") else {"num_cpus": cores, "num_gpus": gpus}))
+        joined = os.environ.get("RAY_ADDRESS")
+        ray.init(address=joined, log_to_driver=False, logging_level="WARNING",
+                 **({} if joined else {"include_dashboard": False, "num_cpus": os.cpu_count() or 1,
+                                       "num_gpus": torch.cuda.device_count()}))
         try:
-            trial = Trial(settings, base, dataset_hash, parent.info.run_id, config.evaluate_every)
+            trial = Trial(settings, base, dataset.files_of(folder), parent.info.run_id, config.evaluate_every)
+            per_trial = trial_resources(ray.cluster_resources())
+            echo(f"  each trial takes {per_trial['cpu']} CPU(s) and {per_trial['gpu']} GPU(s) of "
+                 f"{'the Ray cluster at ' + joined if joined else 'this machine'}")
             tuner = tune.Tuner(
                 tune.with_resources(tune.with_parameters(run_trial, trial=trial), per_trial),
                 param_space=space(config),
@@ -150,6 +156,13 @@ def tune_search(settings: Settings, config: TuneConfig, out: Path, dataset_hash:
     echo(f"best: MRR {best.metrics[METRIC]:.4f} (fusion weight {best.metrics['bm25_weight']}); wrote {written}: "
          f"train it with `mlops train --config {written}`")
     return written
+
+
+def trial_resources(cluster: dict) -> dict:
+    """What one trial asks Ray for: a GPU and that GPU's share of the CPUs where the cluster has GPUs, else every CPU
+    (a trial trains with all the cores it is given; two side by side would only share them)."""
+    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 1))
+    return {"cpu": max(1, cpus // gpus), "gpu": 1} if gpus else {"cpu": max(1, cpus), "gpu": 0}
 
 
 def _shown(value) -> str:
