@@ -4,7 +4,7 @@ The figures come only from what the pipeline and the benchmarks write: ``<report
 (`mlops evaluate`, mlops.evaluation.evaluate), ``<reports>/bench.json`` (`mlops bench`, mlops.bench.run) and
 ``<reports>/train-study.json`` with its plot (`mlops train-study`, mlops.training.study; the plot is copied next
 to the page). Nothing on the page is typed by hand; a missing file is said so on the page.
-Only the standard library and mlops.core are used, so rendering needs neither torch nor MLflow.
+Only the standard library and torch-free mlops modules are used, so rendering needs neither torch nor MLflow.
 """
 
 from __future__ import annotations

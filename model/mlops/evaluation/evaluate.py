@@ -74,7 +74,7 @@ class QuestionSet(BaseModel):
 
 
 def split_questions(folder: Path, split: str, symbols: dict[str, Symbol], rules: set[str] | None = None,
-              strict: bool = False, slice_by_rule: bool = False) -> QuestionSet:
+                    strict: bool = False, slice_by_rule: bool = False) -> QuestionSet:
     """A split's questions; only those made by ``rules`` when that keeps any (all of them otherwise, unless ``strict``).
     Sliced by the symbol's category, or by the rule that made the question."""
     pairs = dataset.load_split(folder, split)

@@ -6,10 +6,11 @@ in MLflow under the study's run. From each run's per-step loss and elapsed time 
 - steps/s and pairs/s after the first step (which also allocates and, on a GPU, compiles);
 - the seconds to a target loss: the highest loss any case of that batch size ends at, so every one of them gets
   there, on a 10-step moving average; the time is the step from which the average stays at or below it (a short
-  run's loss is noisy: the first time it dips there says little). Cases of one global batch see the same data in the same order and the same
-  gradients whatever their strategy (tests/integration/training/test_strategy.py); only each process's dropout
-  masks differ with the process count, so within a batch size this compares speed on nearly equal terms. Losses
-  of different batch sizes do not compare (a bigger batch scores each question against more negatives);
+  run's loss is noisy: the first time it dips there says little). Cases of one global batch see the same data in
+  the same order and the same gradients whatever their strategy (tests/integration/training/test_strategy.py);
+  only each process's dropout masks differ with the process count, so within a batch size this compares speed on
+  nearly equal terms. Losses of different batch sizes do not compare (a bigger batch scores each question against
+  more negatives);
 - the peak memory of rank 0 while it trains (its peak resident set on CPU, libraries and data included;
   allocations on a GPU).
 
