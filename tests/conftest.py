@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.package import MINI_NATURAL, QA_MODEL, write_package
+from support.package import MINI_NATURAL, QA_MODEL, SET_SEED, SET_SEED_DOCS_URL, SET_SEED_DOCSTRING, SET_SEED_SOURCE_URL, write_package
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,17 +40,20 @@ def natural_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def qa_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder). It
-    abstains below a best cosine of 0.2: the mini package's questions score 0.5 and more, OFF_TOPIC_QUESTION 0.1."""
+    """A Triton model repository holding version 1 of the real QA model over the mini package (untuned encoder), set_seed
+    documented as transformers documents it (SET_SEED_DOCSTRING, with links). It abstains below a best cosine of 0.2:
+    the mini package's questions score 0.5 and more, OFF_TOPIC_QUESTION 0.1."""
     from mlops.data.corpus import extract_symbols
     from mlops.lifecycle.export import write_model_version
     from mlops.search.encoder import Encoder, base_model_path
-    from mlops.search.retriever import Retriever, corpus_embeddings
+    from mlops.search.retriever import Retriever, corpus_embeddings, encode_sentences
 
     root = tmp_path_factory.mktemp("qa-model")
-    symbols = extract_symbols(write_package(root / "src"), include=(), exclude=())[0]
+    symbols = [s.model_copy(update={"docstring": SET_SEED_DOCSTRING, "source_url": SET_SEED_SOURCE_URL, "docs_url": SET_SEED_DOCS_URL})
+               if s.symbol == SET_SEED else s for s in extract_symbols(write_package(root / "src"), include=(), exclude=())[0]]
     encoder = Encoder(base_model_path(), device="cpu")
-    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3, abstain_below=0.2)
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3, abstain_below=0.2,
+                          sentences=encode_sentences(encoder, symbols, None))
     write_model_version(root / "repository", QA_MODEL, "1", retriever)
     return root / "repository"
 

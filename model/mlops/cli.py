@@ -112,11 +112,14 @@ def data(
     feedback: Annotated[str | None, typer.Option(
         envvar="MLOPS_FEEDBACK",  # how the release workflow passes the database URL: its password stays out of argv
         help="stored user feedback to train on: the API's feedback database URL, or a file of GET /v1/feedback/export")] = None,
+    docs: Annotated[Path | None, typer.Option(
+        help="docs/source/en of a transformers checkout at the installed tag, for documentation links "
+             "(default: <cache>/transformers-docs/<tag> when there, from make docs-source)")] = None,
 ) -> None:
     """Build the symbol corpus and question/passage splits; print the dataset hash."""
     from mlops.pipeline import build_data
 
-    dataset_hash = _run(build_data, Settings.from_env(), source, echo, feedback)
+    dataset_hash = _run(build_data, Settings.from_env(), source, echo, feedback, docs)
     result(dataset_hash)
 
 
@@ -327,11 +330,12 @@ def champion_command(version: Annotated[str, typer.Option(help="the model versio
 def pipeline(
     source: Annotated[Path | None, typer.Option(help="package folder to read (default: the installed transformers)")] = None,
     max_steps: Annotated[int | None, typer.Option(help="cap training steps (quick runs)")] = None,
+    docs: Annotated[Path | None, typer.Option(help="docs/source/en of transformers at the installed tag, as for mlops data")] = None,
 ) -> None:
     """The main job: data -> train -> evaluate -> register -> deploy, with the wall time of each stage."""
     from mlops.pipeline import run_pipeline
 
-    _run(run_pipeline, Settings.from_env(), source, max_steps, echo)
+    _run(run_pipeline, Settings.from_env(), source, max_steps, echo, docs)
 
 
 @app.command()
@@ -365,25 +369,37 @@ def ask(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help=f"how many answers (1-{MAX_TOP_K})")] = DEFAULT_TOP_K,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of text ([] when it abstains)")] = False,
 ) -> None:
-    """Answer a question with the current champion model."""
+    """Answer a question with the current champion model: each answer's name and signature, the sentence that answers,
+    the links; the best one's example and documentation."""
     from mlops.ask import ask as answer
 
     reply, version = _run(answer, Settings.from_env(), question, top_k)
-    answers = reply["answers"]
     if as_json:
-        result(json.dumps(answers, indent=2))
+        result(json.dumps(reply["answers"], indent=2))
         return
-    if reply["abstained"]:
-        result(f"no confident answer (model version {version}): {reply['reason']}")
-        return
-    best = answers[0]
-    result(f"{best['symbol']}{best['signature']}\n  {best['path']}:{best['line']}  (score {best['score']:.3f}, model version {version})\n")
-    result(f"  {best['text'][:600]}\n")
-    if len(answers) > 1:
-        result("Also relevant:")
-        for a in answers[1:]:
-            result(f"  {a['score']:.3f}  {a['symbol']}  ({a['path']}:{a['line']})")
+    from rich.console import Console
 
+    from mlops.ask import show
+
+    show(reply, version, Console(soft_wrap=False))
+
+
+
+@app.command()
+def highlights(
+    questions: Annotated[str, typer.Option(help="dev: the development questions; test: the held-out natural questions, "
+                                                 "reported once")] = "dev",
+    out: Annotated[Path | None, typer.Option(help="the report (default: <reports>/highlights-<questions>.json)")] = None,
+) -> None:
+    """The champion's highlights on a sample of natural questions, against the hand labels
+    (mlops/data/eval_sets/highlight_labels.yaml); the report lists what is still unlabelled."""
+    from mlops.ask import champion_retriever
+    from mlops.evaluation.highlights import check_highlights, question_set
+
+    questions_file = _run(question_set, questions)
+    settings = Settings.from_env()
+    retriever, _ = _run(champion_retriever, settings)
+    _run(check_highlights, retriever, out or settings.reports_dir / f"highlights-{questions}.json", questions_file, echo=echo)
 
 
 @app.command()

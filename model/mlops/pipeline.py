@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings
-from mlops.data import dataset, labelled
+from mlops.data import dataset, labelled, links
 from mlops.data.corpus import Symbol, extract_symbols, installed_package_root
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_FRESH, NATURAL_QUESTIONS, OFF_TOPIC_SETS, load_natural_questions, load_off_topic_questions
 from mlops.data.feedback import FeedbackRow, parse_rows, read_export
@@ -80,13 +80,30 @@ def read_feedback(feedback: str) -> list[FeedbackRow]:
         store.close()
 
 
-def build_data(settings: Settings, source: Path | None, echo=print, feedback: str | None = None) -> str:
+def docs_source(settings: Settings, root: Path, docs: Path | None) -> Path | None:
+    """The transformers docs source to link symbols to: ``docs`` when given (it must exist), else the cache's copy for
+    the package's tag (``<cache>/transformers-docs/<tag>``, ``make docs-source``) when there is one."""
+    if docs is not None:
+        if not Path(docs).is_dir():
+            raise MlopsError(f"--docs {docs} is not a folder; pass docs/source/en of a transformers checkout at the installed tag")
+        return Path(docs)
+    version = links.package_version(root)
+    cached = settings.cache_dir / "transformers-docs" / links.release_ref(version) if version else None
+    return cached if cached is not None and cached.is_dir() else None
+
+
+def build_data(settings: Settings, source: Path | None, echo=print, feedback: str | None = None, docs: Path | None = None) -> str:
     root, symbols = read_symbols(source, echo)
+    symbols, package = links.with_links(symbols, root, docs_source(settings, root, docs))
+    if package["version"]:
+        echo(f"links: {package['package']} {package['version']} on GitHub at {package['ref']}; "
+             + (f"{package['documented']} symbols in the docs source {package['docs']}" if package["docs"] else
+                "no docs source (make docs-source), so no documentation links"))
     corpus = {s.symbol: s for s in dataset.dedupe_symbols(symbols)}
     entries = checked_labelled_set(settings, corpus, labelled.LABELLED_DIR, missing_ok=True, echo=echo)
     rows = read_feedback(feedback) if feedback else []
     dataset_hash, manifest = dataset.build_dataset(symbols, settings.datasets_dir, source=str(root), labelled_set=entries,
-                                                   feedback=rows, held_out=evaluation_questions(settings))
+                                                   feedback=rows, held_out=evaluation_questions(settings), package=package)
     if feedback:
         left_out = ", ".join(f"{n} {why}" for why, n in manifest["feedback_left_out"].items()) or "none"
         echo(f"feedback: {len(rows)} ratings, {manifest['pairs']['feedback']} training pairs, {manifest['off_topic']} off-topic examples"
@@ -129,11 +146,12 @@ def _stage(name: str, times: dict[str, float], echo):
         echo(f"<== {name}: {times[name]:.1f}s")
 
 
-def run_pipeline(settings: Settings, source: Path | None = None, max_steps: int | None = None, echo=print) -> None:
+def run_pipeline(settings: Settings, source: Path | None = None, max_steps: int | None = None, echo=print,
+                 docs: Path | None = None) -> None:
     times: dict[str, float] = {}
     try:
         with _stage("data", times, echo):
-            dataset_hash = build_data(settings, source, echo)
+            dataset_hash = build_data(settings, source, echo, docs=docs)
         with _stage("train", times, echo):
             run_id = train(settings, TrainConfig(max_steps=max_steps), dataset_hash, echo)
         with _stage("evaluate", times, echo):

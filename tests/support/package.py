@@ -110,5 +110,34 @@ def dedent(text: str) -> str:
 
 
 QA_MODEL = "transformers-qa"
+# set_seed as the serving tests' model documents it: shaped like transformers' own set_seed docstring (Markdown, an
+# Args section, a warning Tip, a doctest example, a relative docs link), plus a script tag that must render inert.
+SET_SEED = "minilib.training.set_seed"
+SET_SEED_DOCSTRING = """Sets the random seed of python, numpy and torch so that runs are reproducible.
+
+Call it *before* the model is created, see [`~Trainer.resume`] and [the reproducibility guide](../reproducibility).
+
+Args:
+    seed (`int`):
+        The seed to set.
+    deterministic (`bool`, *optional*, defaults to `False`):
+        Whether to use deterministic algorithms where available. Can slow down training.
+
+<Tip warning={true}>
+
+Seeding alone does not make GPU kernels deterministic.
+
+</Tip>
+
+Example:
+
+```python
+>>> from minilib.training import set_seed
+>>> set_seed(42)
+```
+
+<script>document.title = "pwned"</script>"""
+SET_SEED_SOURCE_URL = "https://github.com/example/minilib/blob/v1.0.0/src/minilib/training.py#L10"
+SET_SEED_DOCS_URL = "https://example.org/docs/minilib/v1.0.0/en/main_classes/trainer#minilib.set_seed"
 # The design's own example of a question to refuse: far from every passage of the mini package.
 OFF_TOPIC_QUESTION = "Which Transformer is stronger: Optimus Prime or Megatron?"

@@ -43,6 +43,11 @@ class Symbol(BaseModel):
     # The team's labelled questions about it when it is in the train split (document expansion, filled by the
     # dataset step): BM25 reads them, and the encoder indexes each as one more chunk.
     labelled_questions: tuple[str, ...] = ()
+    # A method read as an attribute (@property, @cached_property): documentation builders skip it unless named.
+    is_property: bool = False
+    # Where a reader opens it (mlops.data.links; None where the package or its docs are not known).
+    source_url: str | None = None
+    docs_url: str | None = None
 
     @property
     def name(self) -> str:
@@ -132,6 +137,18 @@ def code_words(node: ast.AST) -> str:
     return " ".join(sorted(words))
 
 
+_PROPERTY_DECORATORS = {"property", "cached_property"}
+
+
+def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    """``@property``, ``@functools.cached_property`` or a property's ``@x.setter``."""
+    for decorator in node.decorator_list:
+        name = decorator.attr if isinstance(decorator, ast.Attribute) else getattr(decorator, "id", "")
+        if name in _PROPERTY_DECORATORS or name in {"setter", "getter", "deleter"}:
+            return True
+    return False
+
+
 def _is_test_helper(name: str) -> bool:
     return name.startswith("test_") or name.startswith("Test")
 
@@ -155,6 +172,7 @@ def _walk(body: list[ast.stmt], module: str, rel: str, prefix: str, in_class: bo
                 line=node.lineno,
                 category=category_of(rel),
                 code_words=code_words(node),
+                is_property=in_class and _is_property(node),
             )
         if isinstance(node, ast.ClassDef):  # methods and nested classes; functions inside functions are not API
             yield from _walk(node.body, module, rel, f"{qualified}.", True)

@@ -79,7 +79,7 @@ def _jsonl(records: Iterable[BaseModel]) -> str:
 
 
 def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labelled_set: Iterable[LabelledQuestion] = (),
-                  feedback: Iterable[FeedbackRow] = (), held_out: Iterable[str] = ()) -> tuple[str, dict]:
+                  feedback: Iterable[FeedbackRow] = (), held_out: Iterable[str] = (), package: dict | None = None) -> tuple[str, dict]:
     """Write a new dataset version (atomically) and return its hash and manifest. Labelled questions join the rule
     pairs in their symbol's split, so a labelled question about a test symbol stays in test; feedback joins the train
     split only (mlops.data.feedback), never near an evaluation question of ``held_out``; so do reviewed off-topic
@@ -105,6 +105,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
         "hash": dataset_hash,
         "format": FORMAT_VERSION,
         "source": source,
+        "package": package,  # what was read and where the links point (mlops.data.links.with_links)
         "symbols": len(symbols),
         "pairs": stats,
         "splits": {s: files[f"{s}.jsonl"].count("\n") for s in SPLITS},

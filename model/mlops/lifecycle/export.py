@@ -20,7 +20,7 @@ from mlops.data import dataset
 from mlops.lifecycle import registry, tracking
 from mlops.search.encoder import Encoder
 from mlops.search.onnx_encoder import OnnxEncoder
-from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.retriever import Retriever, corpus_embeddings, encode_sentences
 from mlops.search.settings import TORCH_FP32
 from mlops.triton.config import render_model_config
 
@@ -36,10 +36,13 @@ def export_version(settings: Settings, client: MlflowClient, version: ModelVersi
     encoder = Encoder(model_dir)
     echo(f"  exporting version {version.version}: encoding {len(symbols)} passages (cached when evaluate already did)")
     embeddings = corpus_embeddings(encoder, symbols, settings.cache_dir)
+    echo("  encoding the answers' sentences (what a highlight is chosen from)")
+    sentences = encode_sentences(encoder, symbols, settings.cache_dir)
     measured = registry.measured_settings(version)
     if measured.encoder_variant != TORCH_FP32:
         echo(f"  serving the {measured.encoder_variant} encoder")
-    retriever = Retriever.from_settings(measured, served_query_encoder(settings, client, version, encoder), symbols, embeddings)
+    retriever = Retriever.from_settings(measured, served_query_encoder(settings, client, version, encoder), symbols, embeddings,
+                                        sentences)
     return write_model_version(repository, version.name, str(version.version), retriever, manifest={
         "run_id": version.run_id,
         "dataset_hash": version.tags.get("dataset_hash"),

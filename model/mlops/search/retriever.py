@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,8 @@ from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
 from mlops.data.corpus import Symbol
 from mlops.data.text import clean_docstring, corpus_chunks, lexical_passage
 from mlops.search.encoder import Encoder, model_fingerprint
-from mlops.search.lexical import BM25Index, QueryExpansion
+from mlops.search.highlight import SENTENCE_MAX_TOKENS, Highlighter, Sentences, sentence_spans, sentence_texts
+from mlops.search.lexical import BM25Index, QueryExpansion, lexical_tokens
 from mlops.search.settings import PASSAGE_MAX_TOKENS, PUBLIC_API_PRIOR, TORCH_FP32, RetrievalSettings
 
 if TYPE_CHECKING:
@@ -37,11 +39,13 @@ class Retriever:
 
     The cosine is the symbol's best chunk, a labelled-question chunk counting ``labelled_chunk_discount`` less.
     BM25 reads the question expanded by ``query_expansion`` (None: the question's own words only).
+    ``sentences`` (mlops.search.highlight) let each answer name the sentence that answers.
     """
 
     def __init__(self, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol], embeddings: np.ndarray | None, bm25_weight: float,
                  public_api_prior: float = PUBLIC_API_PRIOR, query_expansion: QueryExpansion | None = None,
-                 labelled_chunk_discount: float = 0.0, abstain_below: float | None = None):
+                 labelled_chunk_discount: float = 0.0, abstain_below: float | None = None,
+                 sentences: Sentences | None = None):
         if not 0.0 <= bm25_weight <= 1.0:
             raise MlopsError(f"bm25_weight {bm25_weight} is outside [0, 1]")
         if encoder is None and bm25_weight < 1.0:
@@ -65,14 +69,20 @@ class Retriever:
         self.prior = public_api_prior * np.array([s.exported for s in symbols], dtype=np.float32)
         self.public_api_prior = public_api_prior
         self.bm25 = BM25Index([lexical_passage(s) for s in symbols], query_expansion)
+        self.sentences = sentences
+
+    @cached_property
+    def highlighter(self) -> Highlighter:
+        # Built on first use (a reply): evaluation's retrievers only rank and so never pay for it.
+        return Highlighter(self.symbols, ANSWER_TEXT_CHARS, self.sentences, self.bm25_weight)
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol],
-                      embeddings: np.ndarray | None) -> Retriever:
+                      embeddings: np.ndarray | None, sentences: Sentences | None = None) -> Retriever:
         if encoder is not None and encoder.variant != settings.encoder_variant:
             raise MlopsError(f"the settings ask for the {settings.encoder_variant} encoder, not {encoder.variant}")
         return cls(encoder, symbols, embeddings, settings.bm25_weight, settings.public_api_prior, settings.query_expansion,
-                   settings.labelled_chunk_discount, settings.abstain_below)
+                   settings.labelled_chunk_discount, settings.abstain_below, sentences)
 
     @property
     def query_expansion(self) -> QueryExpansion | None:
@@ -84,18 +94,20 @@ class Retriever:
                                  labelled_chunk_discount=self.labelled_chunk_discount,
                                  encoder_variant=self.encoder.variant if self.encoder else TORCH_FP32, abstain_below=self.abstain_below)
 
-    def dense_scores(self, questions: Sequence[str]) -> np.ndarray:
-        """(questions x corpus) cosine of each symbol's best chunk, a labelled-question chunk discounted."""
-        chunk_scores = self.encoder.encode_queries(questions) @ self.embeddings.T + self.chunk_bias
+    def dense_scores(self, questions: Sequence[str], queries: np.ndarray | None = None) -> np.ndarray:
+        """(questions x corpus) cosine of each symbol's best chunk, a labelled-question chunk discounted; ``queries``:
+        the questions' embeddings when already computed."""
+        queries = self.encoder.encode_queries(questions) if queries is None else queries
+        chunk_scores = queries @ self.embeddings.T + self.chunk_bias
         return np.maximum.reduceat(chunk_scores, self.chunk_starts, axis=1)
 
     def confidences(self, questions: Sequence[str]) -> np.ndarray:
         """Per question, how close the corpus comes at all: the best dense score (what ``abstain_below`` reads)."""
         return self.dense_scores(questions).max(axis=1)
 
-    def components(self, questions: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
+    def components(self, questions: Sequence[str], queries: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """(questions x corpus) dense scores (best chunk) and BM25 scores scaled to [0, 1] per question."""
-        dense = self.dense_scores(questions) if self.encoder is not None else None
+        dense = self.dense_scores(questions, queries) if self.encoder is not None else None
         lexical = np.stack([self.bm25.scores(q) for q in questions])
         lexical /= np.maximum(lexical.max(axis=1, keepdims=True), 1e-9)
         return dense, lexical
@@ -134,17 +146,37 @@ class Retriever:
         or none with the reason when the confidence is under ``abstain_below``."""
         questions = [check_question(q) for q in questions]
         check_top_k(top_k)
-        dense, lexical = self.components(questions)
+        queries = self.encoder.encode_queries(questions) if self.encoder is not None else [None] * len(questions)
+        dense, lexical = self.components(questions, queries if self.encoder is not None else None)
         confidence = dense.max(axis=1) if dense is not None else np.full(len(questions), np.nan)  # as confidences()
         ranked = self.rank(questions, top_k, self.fuse(dense, lexical, self.bm25_weight))
         replies = []
-        for hits, best in zip(ranked, confidence, strict=True):
+        for question, query, hits, best in zip(questions, queries, ranked, confidence, strict=True):
             if self.abstain_below is not None and best < self.abstain_below:
                 replies.append(wire.reply([], float(best), f"nothing in the Transformers code base is close to this question (best match "
                                                            f"{best:.2f}, needs {self.abstain_below:.2f}): is it about the library?"))
-            else:
-                replies.append(wire.reply([self.answer(i, score) for i, score in hits], None if np.isnan(best) else float(best)))
+                continue
+            words = self.question_words(question)
+            answers = [{**self.answer(i, score), "highlight": self.highlight(i, words, query), "summary": self.summary(i)}
+                       for i, score in hits]
+            replies.append(wire.reply(answers, None if np.isnan(best) else float(best)))
         return replies
+
+    def question_words(self, question: str) -> set[str]:
+        """The words a highlight matches: the question's BM25 tokens and the words its expansion adds."""
+        tokens = lexical_tokens(question)
+        return set(tokens) | set(self.query_expansion.terms(tokens) if self.query_expansion else ())
+
+    def highlight(self, index: int, question_words: set[str], query: np.ndarray | None) -> dict | None:
+        """The answering sentence of symbol ``index`` as ``{"start", "end"}`` offsets into its answer's ``text``."""
+        span = self.highlighter.best(index, question_words, query)
+        return None if span is None else {"start": span[0], "end": span[1]}
+
+    def summary(self, index: int) -> dict | None:
+        """The first sentence of symbol ``index``'s answer text, the docstring's summary: a reader sees it beside a
+        highlight that is another sentence."""
+        spans = self.highlighter.spans[index]
+        return {"start": spans[0][0], "end": spans[0][1]} if spans else None
 
     def answer(self, index: int, score: float) -> dict:
         s = self.symbols[index]
@@ -156,6 +188,9 @@ class Retriever:
             "line": s.line,
             "score": round(score, 6),
             "text": clean_docstring(s.docstring)[:ANSWER_TEXT_CHARS],
+            "docstring": s.docstring,
+            "source_url": s.source_url,
+            "docs_url": s.docs_url,
         }
 
     # -- the deployable folder ------------------------------------------------------------------
@@ -167,6 +202,8 @@ class Retriever:
         with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(s.model_dump_json() + "\n" for s in self.symbols)
         np.save(folder / "embeddings.npy", self.embeddings)
+        if self.sentences is not None:
+            self.sentences.save(folder)
         settings = {**self.settings.model_dump(), **manifest}
         (folder / "retrieval.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
@@ -186,7 +223,8 @@ class Retriever:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise MlopsError(f"{settings_file}: {where} is invalid ({error['msg']}); re-export the model") from None
-        return cls.from_settings(retrieval, query_encoder(folder / "encoder", retrieval.encoder_variant, threads), symbols, embeddings)
+        return cls.from_settings(retrieval, query_encoder(folder / "encoder", retrieval.encoder_variant, threads), symbols, embeddings,
+                                 Sentences.load(folder, len(symbols)))
 
 
 def without_labelled_questions(symbols: list[Symbol], embeddings: np.ndarray | None) -> tuple[list[Symbol], np.ndarray | None]:
@@ -208,14 +246,24 @@ def query_encoder(folder: Path, variant: str, threads: int | None = None) -> Enc
 
 def corpus_embeddings(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> np.ndarray:
     """Embeddings of every passage chunk, cached on disk by (model weights hash, chunks hash): encoding is the slow part."""
-    texts = [chunk for chunks in corpus_chunks(symbols) for chunk in chunks]
+    return _cached_encoding(encoder, [chunk for chunks in corpus_chunks(symbols) for chunk in chunks], PASSAGE_MAX_TOKENS,
+                            cache_dir, progress)
+
+
+def encode_sentences(encoder: Encoder, symbols: list[Symbol], cache_dir: Path | None, progress=None) -> Sentences:
+    """Every answer text's sentences (mlops.search.highlight) and their embeddings, cached as ``corpus_embeddings``."""
+    spans = [sentence_spans(s, ANSWER_TEXT_CHARS) for s in symbols]
+    return Sentences(spans, _cached_encoding(encoder, sentence_texts(symbols, spans), SENTENCE_MAX_TOKENS, cache_dir, progress))
+
+
+def _cached_encoding(encoder: Encoder, texts: list[str], max_tokens: int, cache_dir: Path | None, progress) -> np.ndarray:
     if cache_dir is None:
-        return encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
-    corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "embeddings" / f"{model_fingerprint(encoder.path)}-{corpus_hash}.npy"
+        return encoder.encode(texts, max_tokens, progress=progress)
+    texts_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "embeddings" / f"{model_fingerprint(encoder.path)}-{max_tokens}-{texts_hash}.npy"
     if path.is_file():
         return np.load(path)
-    embeddings = encoder.encode(texts, PASSAGE_MAX_TOKENS, progress=progress)
+    embeddings = encoder.encode(texts, max_tokens, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, embeddings)

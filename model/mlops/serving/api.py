@@ -20,17 +20,26 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from mlops.serving.body_limit import BodySizeLimit
+from mlops.serving.docs_html import render
 from mlops.serving.feedback import FeedbackStore, StoreUnavailable
 from mlops.serving.gateway import TritonFailed, TritonGateway, TritonUnavailable
 from mlops.serving.prometheus import ApiMetrics, MetricsMiddleware
 from mlops.serving.schemas import Answer, AskRequest, AskResponse, ErrorBody, FeedbackCreated, FeedbackRequest
 
-PAGE = Path(__file__).parent / "static" / "index.html"
+STATIC = Path(__file__).parent / "static"
+PAGE = STATIC / "index.html"
 RETRY_AFTER_S = 5
+# The page runs its own script and style only: documentation HTML, sanitised as it is, can run nothing.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class ApiConfig(BaseModel):
@@ -56,6 +65,15 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
 
 def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
     return _error(exc.status_code, str(exc.detail), "body" if exc.status_code == 413 else None, headers=exc.headers)
+
+
+def _answer(found: dict) -> Answer:
+    """One answer of Triton's reply for the client: its documentation rendered, the highlight marked (a version
+    exported before the answer view sends no docstring, and so no html)."""
+    highlight = found.get("highlight")
+    span = (highlight["start"], highlight["end"]) if highlight else None
+    html, example = render(found["docstring"], span, found.get("docs_url")) if found.get("docstring") is not None else (None, None)
+    return Answer.model_validate({**found, "html": html, "example": example})
 
 
 def create_app(config: ApiConfig) -> FastAPI:
@@ -96,7 +114,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             return _error(502, str(e))
         elapsed = time.perf_counter() - started
         metrics.answered(version, elapsed, reply["abstained"])
-        return AskResponse(answers=[Answer.model_validate(a) for a in reply["answers"]], abstained=reply["abstained"], reason=reply["reason"],
+        return AskResponse(answers=[_answer(a) for a in reply["answers"]], abstained=reply["abstained"], reason=reply["reason"],
                            model_version=version, latency_ms=round(elapsed * 1000, 2))
 
     @app.post("/v1/feedback", status_code=201, response_model=FeedbackCreated, responses={422: {"model": ErrorBody}})
@@ -142,6 +160,8 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def index():
-        return page
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     return app

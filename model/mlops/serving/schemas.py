@@ -21,12 +21,29 @@ class AskRequest(BaseModel):
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, strict=True)
 
 
+class Highlight(BaseModel):
+    start: int = Field(ge=0, description="offset of the first character in `text`")
+    end: int = Field(ge=0, description="offset after the last character in `text`")
+
+
 class Answer(BaseModel):
-    symbol: str
-    path: str
-    line: int
+    symbol: str = Field(description="dotted name, e.g. transformers.trainer_utils.set_seed")
+    path: str = Field(description="source file, relative to the package's parent folder")
+    line: int = Field(description="line of the definition in `path`")
     score: float
-    text: str
+    text: str = Field(description="the documentation as plain text, markup removed (at most 1200 characters)")
+    kind: str | None = Field(None, description="class, function or method")
+    signature: str | None = Field(None, description="the parameter list, e.g. (seed: int, deterministic: bool=False)")
+    highlight: Highlight | None = Field(None, description="the sentence of `text` that best answers the question, chosen by the "
+                                                          "deployed model; null when the documentation has no prose sentence")
+    summary: Highlight | None = Field(None, description="the first prose sentence of `text`, the docstring's summary (the page shows "
+                                                        "it before a highlight that is another sentence); null as for `highlight`")
+    html: str | None = Field(None, description="the whole documentation rendered from its Markdown and sanitised, the highlight in "
+                                               "<mark>, without the usage example")
+    example: str | None = Field(None, description="the usage example as runnable code (doctest prompts and printed output left out)")
+    source_url: str | None = Field(None, description="the definition on GitHub at the tag of the transformers version indexed")
+    docs_url: str | None = Field(None, description="the symbol on its page of the Transformers documentation; null when the "
+                                                   "documentation has no entry for it")
 
 
 class AskResponse(BaseModel):

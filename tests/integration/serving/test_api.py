@@ -14,7 +14,7 @@ from mlops.core.errors import MlopsError
 from mlops.search.retriever import Retriever
 from mlops.serving.api import RETRY_AFTER_S, ApiConfig, create_app
 from mlops.triton.server import TritonServer, free_ports
-from support.package import OFF_TOPIC_QUESTION, QA_MODEL
+from support.package import OFF_TOPIC_QUESTION, QA_MODEL, SET_SEED_DOCS_URL, SET_SEED_SOURCE_URL
 
 QUESTION = "How do I make my runs reproducible with a fixed random seed?"
 
@@ -50,6 +50,19 @@ def test_ask_answers_through_triton_like_the_in_process_model(api: TestClient, q
     for served, expected in zip(body["answers"], local, strict=True):
         assert served["score"] == pytest.approx(expected["score"], abs=1e-4)
         assert {k: served[k] for k in ("path", "line", "text")} == {k: expected[k] for k in ("path", "line", "text")}
+    # the answer view's fields: the highlight is a span of text, the documentation rendered with it marked
+    best = body["answers"][0]
+    assert best["signature"] == "(*args, **kwargs)" and best["kind"] == "function"
+    assert best["text"][best["highlight"]["start"]:best["highlight"]["end"]] == \
+        "Sets the random seed of python, numpy and torch so that runs are reproducible."
+    assert best["summary"] == best["highlight"]  # here the summary is the sentence that answers
+    assert "<mark>Sets the random seed of python, numpy and torch so that runs are reproducible.</mark>" in best["html"]
+    assert "<script>" not in best["html"] and best["example"] == "from minilib.training import set_seed\nset_seed(42)"
+    assert (best["source_url"], best["docs_url"]) == (SET_SEED_SOURCE_URL, SET_SEED_DOCS_URL)
+    assert "docstring" not in best  # the raw docstring stays between Triton and the API
+    documented = api.get("/openapi.json").json()["components"]["schemas"]["Answer"]["properties"]
+    assert {"signature", "highlight", "summary", "html", "example", "source_url", "docs_url"} <= documented.keys()
+    assert all(documented[name].get("description") for name in ("highlight", "summary", "html", "source_url", "docs_url"))
     # top_k defaults to 5; the answers are counted by the version that gave them
     assert len(api.post("/v1/ask", json={"question": QUESTION}).json()["answers"]) == 5
     assert _metric(api, "qa_answers_total", model_version="1") == 2
@@ -151,7 +164,12 @@ def test_health_readiness_and_the_page(api: TestClient):
     assert api.get("/readyz").json() == {"ready": True, "model": QA_MODEL}
     page = api.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'id="question"' in page.text and "/v1/ask" in page.text and "/v1/feedback" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"] and "unsafe-inline" not in page.headers["content-security-policy"]
+    assert 'id="question"' in page.text and '<script src="/static/page.js"' in page.text and "<script>" not in page.text
+    script = api.get("/static/page.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "/v1/ask" in script.text and "/v1/feedback" in script.text
+    assert api.get("/static/page.css").status_code == 200 and api.get("/static/missing.js").status_code == 404
 
 
 def test_triton_down_gives_503_with_retry_after_then_recovers_by_itself(qa_repository: Path, tmp_path: Path):

@@ -10,7 +10,7 @@ from mlops.data.text import BOILERPLATE_MAX_SYMBOLS, corpus_chunks
 from mlops.search import lexical
 from mlops.search.encoder import Encoder, base_model_path
 from mlops.search.lexical import QueryExpansion, load_query_expansion
-from mlops.search.retriever import Retriever, corpus_embeddings
+from mlops.search.retriever import Retriever, corpus_embeddings, encode_sentences
 from mlops.search.settings import PUBLIC_API_PRIOR, shipped_settings
 
 
@@ -62,7 +62,8 @@ def test_reply_abstains_below_the_threshold_and_the_threshold_travels_with_the_e
     threshold = float((in_domain + off_topic) / 2)
     cautious = Retriever.from_settings(plain.settings.model_copy(update={"abstain_below": threshold}), encoder, symbols, plain.embeddings)
     answered, refused = cautious.reply(questions, 3)
-    assert answered["answers"] == plain.search(questions[:1], 3)[0] and answered["confidence"] == pytest.approx(float(in_domain))
+    without_highlight = [{k: v for k, v in a.items() if k not in ("highlight", "summary")} for a in answered["answers"]]
+    assert without_highlight == plain.search(questions[:1], 3)[0] and answered["confidence"] == pytest.approx(float(in_domain))
     assert refused["abstained"] and refused["answers"] == [] and f"needs {threshold:.2f}" in refused["reason"]
     cautious.save(tmp_path / "export", manifest={})
     assert Retriever.load(tmp_path / "export").reply(questions, 3) == cautious.reply(questions, 3)
@@ -191,3 +192,25 @@ def test_an_argument_description_many_symbols_share_is_not_indexed(symbols):
     corpus = [documented(s, shared) for s in symbols[: sharing + 1]] + [documented(symbols[sharing + 1], shared, own)]
     assert argument_chunks(corpus) == [0] * (sharing + 1) + [1]
     assert corpus_chunks(corpus)[-1][1].endswith("How many candidates to keep at every step.")
+
+
+def test_reply_highlights_the_sentence_the_deployed_encoder_scores_best(encoder: Encoder, tmp_path: Path):
+    from mlops.data.corpus import Symbol
+
+    docstring = ("Sets the seed of the random number generators of python, numpy and torch. "
+                 "Printing progress bars is turned off while downloading files.")
+    symbols = [Symbol(symbol="pkg.set_seed", kind="function", signature="(seed)", docstring=docstring, path="pkg/utils.py", line=3,
+                      category="package", source_url="https://example.org/utils.py#L3")]
+    retriever = Retriever(encoder, symbols, corpus_embeddings(encoder, symbols, None), bm25_weight=0.3,
+                          sentences=encode_sentences(encoder, symbols, None))
+    for question, sentence in [("how do I make runs reproducible with a fixed seed", 0), ("hide the download progress bar", 1)]:
+        answer = retriever.reply([question], 1)[0]["answers"][0]
+        highlighted = answer["text"][answer["highlight"]["start"]:answer["highlight"]["end"]]
+        assert highlighted == ["Sets the seed of the random number generators of python, numpy and torch.",
+                               "Printing progress bars is turned off while downloading files."][sentence]
+    assert answer["docstring"] == docstring and answer["source_url"] == "https://example.org/utils.py#L3" and answer["docs_url"] is None
+    summary = answer["text"][answer["summary"]["start"]:answer["summary"]["end"]]  # the first sentence, whatever the question
+    assert summary == "Sets the seed of the random number generators of python, numpy and torch."
+    retriever.save(tmp_path / "export", manifest={})
+    assert (tmp_path / "export" / "sentences.npz").is_file()
+    assert Retriever.load(tmp_path / "export").reply(["hide the download progress bar"], 1) == retriever.reply(["hide the download progress bar"], 1)
