@@ -88,6 +88,7 @@ system-deps:
 	fi
 
 pipeline: setup
+	@$(MAKE) --no-print-directory docs-source || echo "==> no transformers docs source (github.com unreachable?): the answers will link to the source only"
 	$(BIN)/mlops pipeline
 
 # The Transformers docs source (docs/source/en) at the installed version's tag (main for a development version), where
