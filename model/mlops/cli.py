@@ -384,7 +384,6 @@ def ask(
     show(reply, version, Console(soft_wrap=False))
 
 
-
 @app.command()
 def highlights(
     questions: Annotated[str, typer.Option(help="dev: the development questions; test: the held-out natural questions, "

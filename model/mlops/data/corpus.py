@@ -137,14 +137,14 @@ def code_words(node: ast.AST) -> str:
     return " ".join(sorted(words))
 
 
-_PROPERTY_DECORATORS = {"property", "cached_property"}
+_PROPERTY_DECORATORS = {"property", "cached_property", "setter", "getter", "deleter"}
 
 
 def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
     """``@property``, ``@functools.cached_property`` or a property's ``@x.setter``."""
     for decorator in node.decorator_list:
         name = decorator.attr if isinstance(decorator, ast.Attribute) else getattr(decorator, "id", "")
-        if name in _PROPERTY_DECORATORS or name in {"setter", "getter", "deleter"}:
+        if name in _PROPERTY_DECORATORS:
             return True
     return False
 

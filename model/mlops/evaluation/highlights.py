@@ -67,10 +67,10 @@ def sample_rows(retriever: Retriever, questions_file: Path, size: int = SAMPLE, 
         if not spans:
             continue
         query = retriever.encoder.encode_queries([question.question])[0] if retriever.encoder is not None else None
-        found = retriever.highlight(at, retriever.question_words(question.question), query)
+        found, first = retriever.highlight(at, retriever.question_words(question.question), query), retriever.summary(at)
         text = retriever.answer(at, 0.0)["text"]
         rows.append({"question": question.question, "symbol": question.expected[0], "sentences": len(spans),
-                     "highlight": text[found["start"]:found["end"]], "first": text[spans[0][0]:spans[0][1]]})
+                     "highlight": text[found["start"]:found["end"]], "first": text[first["start"]:first["end"]]})
     return rows
 
 

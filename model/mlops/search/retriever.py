@@ -146,8 +146,9 @@ class Retriever:
         or none with the reason when the confidence is under ``abstain_below``."""
         questions = [check_question(q) for q in questions]
         check_top_k(top_k)
-        queries = self.encoder.encode_queries(questions) if self.encoder is not None else [None] * len(questions)
-        dense, lexical = self.components(questions, queries if self.encoder is not None else None)
+        encoded = self.encoder.encode_queries(questions) if self.encoder is not None else None
+        dense, lexical = self.components(questions, encoded)
+        queries = encoded if encoded is not None else [None] * len(questions)  # a pure-BM25 version highlights by words
         confidence = dense.max(axis=1) if dense is not None else np.full(len(questions), np.nan)  # as confidences()
         ranked = self.rank(questions, top_k, self.fuse(dense, lexical, self.bm25_weight))
         replies = []

@@ -61,7 +61,6 @@ def test_the_highlight_is_marked_in_every_run_it_crosses():
     html, _ = render(raw, _span(raw, "Then *greedy* decoding with top_k set."))
     assert ("<mark>Then </mark><em><mark>greedy</mark></em><mark> decoding with </mark><code><mark>top_k</mark></code>"
             "<mark> set.</mark> Last one here.") in html
-    assert html.count("<mark>") == html.count("</mark>")
     assert "\ue000" not in html and "\ue001" not in html
 
 

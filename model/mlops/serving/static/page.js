@@ -118,13 +118,13 @@ function example(answer) {
 
 function thumbs(question, answer, modelVersion) {
   const box = el("div", "thumbs");
-  for (const [rating, label, name] of [["up", "Helpful", "up"], ["down", "Wrong", "down"]]) {
+  for (const [rating, label] of [["up", "Helpful"], ["down", "Wrong"]]) {
     const button = el("button", "thumb");
     button.type = "button";
     button.dataset.rating = rating;
     button.setAttribute("aria-label", `${label}: thumbs ${rating} for ${answer.symbol}`);  // the visible word leads (WCAG 2.5.3)
     button.setAttribute("aria-pressed", "false");
-    button.append(icon(name), document.createTextNode(label));
+    button.append(icon(rating), document.createTextNode(label));
     button.addEventListener("click", async () => {
       box.querySelectorAll("button").forEach(b => b.disabled = true);
       try {
