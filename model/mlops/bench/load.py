@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
@@ -25,7 +26,16 @@ class LoadResult(BaseModel):
     p99_ms: float
 
 
-async def drive(send: Callable[[str], Awaitable[None]], questions: Sequence[str], concurrency: int, total: int) -> LoadResult:
+@dataclass
+class Samples:
+    """What one closed-loop run saw: each answered request's latency (s), the failures, and the wall time (s)."""
+
+    latencies: list[float]
+    failures: int
+    wall_s: float
+
+
+async def sample(send: Callable[[str], Awaitable[None]], questions: Sequence[str], concurrency: int, total: int) -> Samples:
     """Run ``total`` calls of ``send(question)`` with ``concurrency`` in flight; a raised exception is a failure."""
     feed = itertools.islice(itertools.cycle(questions), total)
     latencies: list[float] = []
@@ -44,8 +54,20 @@ async def drive(send: Callable[[str], Awaitable[None]], questions: Sequence[str]
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    return Samples(latencies, failures, time.perf_counter() - started)
+
+
+def summarise(concurrency: int, *runs: Samples) -> LoadResult:
+    """One result over runs at the same concurrency: answered requests / their summed wall time, and the latencies'
+    percentiles over all of them."""
+    latencies = [latency for run in runs for latency in run.latencies]
     ms = np.array(latencies or [float("nan")]) * 1000
-    return LoadResult(concurrency=concurrency, requests=len(latencies), failures=failures, qps=round(len(latencies) / wall, 1),
-                      p50_ms=round(float(np.percentile(ms, 50)), 1), p95_ms=round(float(np.percentile(ms, 95)), 1),
-                      p99_ms=round(float(np.percentile(ms, 99)), 1))
+    wall = sum(run.wall_s for run in runs)
+    return LoadResult(concurrency=concurrency, requests=len(latencies), failures=sum(run.failures for run in runs),
+                      qps=round(len(latencies) / wall, 1), p50_ms=round(float(np.percentile(ms, 50)), 1),
+                      p95_ms=round(float(np.percentile(ms, 95)), 1), p99_ms=round(float(np.percentile(ms, 99)), 1))
+
+
+async def drive(send: Callable[[str], Awaitable[None]], questions: Sequence[str], concurrency: int, total: int) -> LoadResult:
+    """``sample``, summarised."""
+    return summarise(concurrency, await sample(send, questions, concurrency, total))

@@ -4,7 +4,8 @@
 - triton: the real Triton with dynamic batching, driven with tritonclient (async) at each concurrency;
 - naive:  the same model behind a one-request-at-a-time HTTP server (no batching), same clients;
 - api:    the full path (HTTP API -> Triton) under a headless Locust run;
-- variants: each encoder variant of the champion (torch-fp32, onnx-fp32, onnx-int8) through Triton and in process.
+- variants: each encoder variant of the champion (torch-fp32, onnx-fp32, onnx-int8) through Triton, in rotating
+  rounds on one server, and in process.
 
 While Triton serves 8 concurrent clients, py-spy samples its model processes to say what bounds it.
 
@@ -32,7 +33,7 @@ import matplotlib
 
 from mlops.bench import profile
 from mlops.bench.config import BenchConfig
-from mlops.bench.load import LoadResult, drive
+from mlops.bench.load import LoadResult, Samples, drive, sample, summarise
 from mlops.bench.variants import variant_models
 from mlops.core.errors import MlopsError
 from mlops.core.processes import start_group, stop_group
@@ -54,6 +55,7 @@ PROFILE_SECONDS = 5
 # Run by path in its own process: importing locust here would monkey-patch this one with gevent.
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 WARMUP_REQUESTS = 16
+VARIANT_ROUNDS = 3
 
 
 @contextmanager
@@ -87,6 +89,25 @@ async def _triton_level(url: str, model: str, questions: list[str], concurrency:
         return await drive(send, questions, concurrency, total)
     finally:
         await gateway.close()
+
+
+async def _variant_level(url: str, models: list[str], questions: list[str], concurrency: int, total: int) -> dict[str, LoadResult]:
+    """Every model at one concurrency, in ``VARIANT_ROUNDS`` rounds whose order rotates, so that a slower minute of a
+    shared machine falls on each model alike rather than on whichever was measured then."""
+    gateways = {model: TritonGateway(url, model, timeout_s=60, connections=max(concurrency, 1)) for model in models}
+    runs: dict[str, list[Samples]] = {model: [] for model in models}
+    try:
+        for gateway in gateways.values():
+            await gateway.open()
+            await drive(lambda q, g=gateway: g.ask(q, TOP_K), questions, min(concurrency, 4), WARMUP_REQUESTS)
+        for r in range(VARIANT_ROUNDS):
+            for model in models[r % len(models):] + models[:r % len(models)]:
+                send = lambda q, g=gateways[model]: g.ask(q, TOP_K)  # noqa: E731
+                runs[model].append(await sample(send, questions, concurrency, -(-total // VARIANT_ROUNDS)))
+    finally:
+        for gateway in gateways.values():
+            await gateway.close()
+    return {model: summarise(concurrency, *samples) for model, samples in runs.items()}
 
 
 async def _http_level(url: str, questions: list[str], concurrency: int, total: int) -> LoadResult:
@@ -204,13 +225,15 @@ def run_bench(settings: Settings, config: BenchConfig, echo=print) -> dict:
     models = variant_models(settings, version, repository, questions, echo)
     report["variants"] = {variant: {"bound_qps": m["bound_qps"]} for variant, m in models.items()}
     with TritonServer(repository, logs / "triton-variants") as triton:
-        for variant, m in models.items():
-            triton.load_model(m["model"])
-            for c in config.concurrency:
-                result = asyncio.run(_triton_level(triton.http_url, m["model"], questions, c, config.requests))
+        for m in models.values():
+            triton.load_model(m["model"])  # all at once: a model that waits for its turn uses no CPU
+        for c in config.concurrency:
+            results = asyncio.run(_variant_level(triton.http_url, [m["model"] for m in models.values()], questions, c,
+                                                 config.requests))
+            for variant, m in models.items():
+                result = results[m["model"]]
                 report["variants"][variant][str(c)] = {"qps": result.qps, "p95_ms": result.p95_ms, "failures": result.failures}
                 echo(_row(variant[:8], result))
-            triton.unload_model(m["model"])  # measured alone: an idle model's instances still hold memory
     torch_qps = report["variants"][TORCH_FP32]
     for variant, figures in report["variants"].items():
         for c in config.concurrency:

@@ -1,6 +1,6 @@
 """Every encoder variant of the champion, served the same way, so `mlops bench` compares them side by side.
 
-Each variant is the champion's export (corpus, index, fusion, prior) with its own question encoder: the torch model
+Each variant is the champion's export (corpus, index, fusion, prior, highlight sentences) with its own question encoder: the torch model
 and the ONNX graphs its run logged when evaluate measured them. The variants go into a Triton repository of their
 own (``<logs>/bench/variants``), one model per variant; the live repository keeps only the champion.
 """
@@ -31,7 +31,7 @@ def variant_models(settings: Settings, version: ModelVersion, repository: Path, 
     for variant in ENCODER_VARIANTS:
         encoder = Encoder(model_dir) if variant == TORCH_FP32 else OnnxEncoder(onnx_dir, variant)
         retriever = Retriever.from_settings(served.settings.model_copy(update={"encoder_variant": variant}), encoder,
-                                            served.symbols, served.embeddings)
+                                            served.symbols, served.embeddings, served.sentences)
         bound = search_throughput(retriever, questions * max(1, 256 // len(questions)))
         name = f"{settings.model_name}-{variant}"
         write_model_version(repository, name, "1", retriever)

@@ -54,7 +54,8 @@ class Alignment:
     def of(cls, raw: str) -> Alignment:
         pieces, raw_starts, raw_ends, text_starts, text_ends, at = [], [], [], [], [], 0
         for token in _TOKEN.finditer(raw):
-            cleaned = clean_docstring(token.group())
+            # Only backquotes clean away or change within a whitespace token (a link's markup holds them too).
+            cleaned = clean_docstring(token.group()) if "`" in token.group() else token.group()
             if not cleaned:
                 continue  # a token that cleans away (a lone fence of backquotes) has no place in the text
             at += bool(pieces)

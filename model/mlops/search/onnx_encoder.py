@@ -8,8 +8,11 @@ encoder, when a version is exported, so every variant searches the same index.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,9 @@ VARIANT_FILES = {"onnx-fp32": "model-optimized.onnx", "onnx-int8": "model-int8.o
 # Dynamic INT8 quantises each run's activations with one scale per tensor, so a question's vector would depend on the
 # other questions of its batch (by up to 0.03 per component): that variant encodes one question per run.
 ONE_PER_RUN = frozenset({"onnx-int8"})
+# One question is a small run: several single-threaded runs at once (ONNX Runtime's Run is thread-safe) encode more
+# questions per second than one run spread over the same cores (1.18x on 2 cores; docs/experiments.md, 2026-12-07).
+# Batched runs are big enough to spread: for them the two ways measured the same.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
 
 
@@ -33,7 +39,14 @@ def execution_providers(preferred: Sequence[str] | None = None) -> list[str]:
     return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
 
 
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class OnnxEncoder:
+    """``threads``: the cores it may use (default: all this process may run on). A batched variant gives them to each
+    run; a one-question-per-run variant runs that many questions at once, one thread each."""
+
     def __init__(self, folder: Path, variant: str, threads: int | None = None, providers: Sequence[str] | None = None):
         if variant not in VARIANT_FILES:
             raise MlopsError(f"unknown ONNX encoder variant {variant!r}; choose one of {', '.join(VARIANT_FILES)}")
@@ -42,9 +55,10 @@ class OnnxEncoder:
         graph = self.path / VARIANT_FILES[variant]
         if not graph.is_file() or not (self.path / "tokenizer.json").is_file():
             raise MlopsError(f"no {variant} encoder in {self.path} ({graph.name} or tokenizer.json missing); export it again")
+        self.concurrent_runs = (threads or available_cores()) if variant in ONE_PER_RUN else 1
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        if threads or variant in ONE_PER_RUN:
+            options.intra_op_num_threads = 1 if variant in ONE_PER_RUN else threads
             options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(graph), options, providers=execution_providers(providers))
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -67,20 +81,26 @@ class OnnxEncoder:
         """Embeddings as float32 rows, in input order; each text's vector is the same whatever batch it comes in."""
         batch_size = 1 if self.variant in ONE_PER_RUN else batch_size
         order = np.argsort([len(t) for t in texts], kind="stable")
+        groups = [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
+        # Tokenised here, in the calling thread: the tokenizer's padding and truncation settings are shared state.
+        batches = [self._tokenize([texts[i] for i in idx], max_tokens) for idx in groups]
         out = None
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            batch = self._tokenize([texts[i] for i in idx], max_tokens)
-            hidden = self.session.run(None, batch)[0]
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            if out is None:
-                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[idx] = pooled
-            if progress:
-                progress(len(idx))
+        workers = min(self.concurrent_runs, len(batches))
+        with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            for idx, pooled in zip(groups, (pool.map if pool else map)(self._embed, batches), strict=True):
+                if out is None:
+                    out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+                out[idx] = pooled
+                if progress:
+                    progress(len(idx))
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def _embed(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Mean-pooled, normalised embeddings of one tokenised batch."""
+        hidden = self.session.run(None, batch)[0]
+        mask = batch["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def encode_queries(self, questions: Sequence[str], batch_size: int = QUERY_BATCH) -> np.ndarray:
         return self.encode(questions, QUERY_MAX_TOKENS, batch_size=batch_size)
@@ -92,3 +112,4 @@ class OnnxEncoder:
         for name in (*TOKENIZER_FILES, VARIANT_FILES[self.variant]):
             if (self.path / name).is_file():
                 shutil.copy2(self.path / name, path / name)
+

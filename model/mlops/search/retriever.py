@@ -76,6 +76,11 @@ class Retriever:
         # Built on first use (a reply): evaluation's retrievers only rank and so never pay for it.
         return Highlighter(self.symbols, ANSWER_TEXT_CHARS, self.sentences, self.bm25_weight)
 
+    @cached_property
+    def answer_texts(self) -> list[str]:
+        # Cleaned once per symbol, on first use: a reply's answers would otherwise clean their docstrings per question.
+        return [clean_docstring(s.docstring)[:ANSWER_TEXT_CHARS] for s in self.symbols]
+
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, encoder: Encoder | OnnxEncoder | None, symbols: list[Symbol],
                       embeddings: np.ndarray | None, sentences: Sentences | None = None) -> Retriever:
@@ -188,7 +193,7 @@ class Retriever:
             "path": s.path,
             "line": s.line,
             "score": round(score, 6),
-            "text": clean_docstring(s.docstring)[:ANSWER_TEXT_CHARS],
+            "text": self.answer_texts[index],
             "docstring": s.docstring,
             "source_url": s.source_url,
             "docs_url": s.docs_url,

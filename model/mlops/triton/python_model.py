@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from threadpoolctl import threadpool_limits
 
 from mlops.core.inputs import DEFAULT_TOP_K, check_question, check_top_k
 from mlops.core.wire import ANSWERS, QUESTION, TOP_K
@@ -41,6 +42,10 @@ class TritonPythonModel:
         # Triton's "model_repository" is this model's folder; the version folder holds the retriever. Threads are
         # per instance: instances x threads = cores (see config.py), for torch or ONNX Runtime alike.
         version_dir = Path(args["model_repository"]) / args["model_version"]
+        if threads:
+            # numpy's BLAS (the dense scores) would start a thread per core whose idle spinning takes the cores the
+            # other instances' encoders run on (each question cost twice the CPU: docs/experiments.md, 2026-12-07).
+            threadpool_limits(int(threads))
         self.retriever = Retriever.load(version_dir, threads=int(threads) if threads else None)
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -60,15 +60,16 @@ def test_the_onnx_tokenizer_gives_what_the_transformers_tokenizer_gives(encoder:
 def test_fp32_matches_torch_and_int8_stays_close(encoder: Encoder, exported):
     reference = encoder.encode_queries(QUESTIONS)
     fp32 = OnnxEncoder(exported[0], "onnx-fp32").encode_queries(QUESTIONS)
-    int8 = OnnxEncoder(exported[0], "onnx-int8").encode_queries(QUESTIONS)
+    int8 = OnnxEncoder(exported[0], "onnx-int8", threads=3).encode_queries(QUESTIONS)  # three runs at once
     # Fused kernels reorder float sums: fp32 agrees to rounding. INT8 weights move each vector a little (cosine 0.98
     # here for "lr", 0.99 at worst on the natural and development questions); whether that changes answers is
     # evaluate's accuracy rule.
     assert np.sum(fp32 * reference, axis=1).min() > 0.99999
     assert 0.97 < np.sum(int8 * reference, axis=1).min() < 0.99999
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, rtol=1e-5)
-    # One question per run: a question's INT8 vector does not depend on the batch it comes in (Triton batches differently).
-    alone = np.concatenate([OnnxEncoder(exported[0], "onnx-int8").encode_queries([q]) for q in QUESTIONS])
+    # One question per run: a question's INT8 vector does not depend on the batch it comes in (Triton batches
+    # differently), nor on the runs beside it, and comes back in its question's row.
+    alone = np.concatenate([OnnxEncoder(exported[0], "onnx-int8", threads=1).encode_queries([q]) for q in QUESTIONS])
     np.testing.assert_array_equal(alone, int8)
 
 
@@ -137,3 +138,25 @@ def test_a_broken_quantisation_is_refused_and_an_accurate_variant_serves(encoder
     assert faults["onnx-fp32"] is None and measured["onnx-fp32"]["sets"]["validation"]["delta_mrr"] == pytest.approx(0, abs=1e-6)
     assert faults["onnx-int8"] is not None and faults["onnx-int8"].startswith("onnx-int8 loses ")
     assert choose_variant(measured, faults) != "onnx-int8"
+
+
+def test_int8_runs_its_questions_at_once_on_the_cores_it_is_given(exported):
+    """Two runs must be in flight together (a barrier both wait at) when the encoder has two cores; with one, runs
+    follow each other in the calling thread."""
+    import threading
+
+    encoder = OnnxEncoder(exported[0], "onnx-int8", threads=2)
+    real_run, both_in_flight = encoder.session.run, threading.Barrier(2, timeout=10)
+
+    def run_in_pairs(*args):
+        both_in_flight.wait()
+        return real_run(*args)
+
+    encoder.session.run = run_in_pairs
+    assert encoder.encode_queries(QUESTIONS).shape == (len(QUESTIONS), 384)
+    single = OnnxEncoder(exported[0], "onnx-int8", threads=1)
+    callers = []
+    real_single = single.session.run
+    single.session.run = lambda *args: callers.append(threading.get_ident()) or real_single(*args)
+    single.encode_queries(QUESTIONS)
+    assert callers == [threading.get_ident()] * len(QUESTIONS)

@@ -58,7 +58,11 @@ class Retriever:
 
     @classmethod
     def load(cls, version_dir, threads=None):
+        from threadpoolctl import threadpool_info
+
         (version_dir / "threads").write_text(str(threads))
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]  # numpy's, in this stub
+        (version_dir / "blas_threads").write_text(json.dumps(blas))
         return cls(version_dir)
 
     def reply(self, questions, top_k):
@@ -158,6 +162,8 @@ def test_adapter_answers_a_batch_with_one_search_and_trims_per_request(qa_model:
     assert len(calls) < len(questions), "concurrent requests were not batched into one search"
     # The config's intra_op_threads reach the retriever (torch or ONNX Runtime sizes its pool by them).
     assert (repo / "qa" / "1" / "threads").read_text() == "1"  # render_model_config's default
+    # And numpy's BLAS pool too: its idle threads would spin on the cores the other instance encodes on.
+    assert json.loads((repo / "qa" / "1" / "blas_threads").read_text()) == [1]
 
 
 def _raw_request(question: str, top_k: int | None) -> list[httpclient.InferInput]:

@@ -27,3 +27,13 @@ def test_drive_keeps_the_concurrency_counts_failures_and_measures_latency():
     assert 0 < result.qps <= 400
 
 
+
+
+def test_summarise_pools_runs_as_one_level():
+    from mlops.bench.load import Samples, summarise
+
+    fast, slow = Samples([0.010] * 90, 0, 1.0), Samples([0.100] * 10, 2, 1.0)
+    result = summarise(8, fast, slow)
+    # 100 answers in 2 s of wall time; the percentiles over all 100 latencies, not an average of each run's
+    assert (result.concurrency, result.requests, result.failures, result.qps) == (8, 100, 2, 50.0)
+    assert (result.p50_ms, result.p95_ms) == (10.0, 100.0)
