@@ -100,10 +100,15 @@ async def _variant_level(url: str, models: list[str], questions: list[str], conc
         for gateway in gateways.values():
             await gateway.open()
             await drive(lambda q, g=gateway: g.ask(q, TOP_K), questions, min(concurrency, 4), WARMUP_REQUESTS)
+        asked = 0
         for r in range(VARIANT_ROUNDS):
+            count = total // VARIANT_ROUNDS + (r < total % VARIANT_ROUNDS)  # the rounds add up to ``total``
+            # Each round goes on through the questions where the last one stopped, so every question is asked.
+            start = asked % len(questions)
             for model in models[r % len(models):] + models[:r % len(models)]:
                 send = lambda q, g=gateways[model]: g.ask(q, TOP_K)  # noqa: E731
-                runs[model].append(await sample(send, questions, concurrency, -(-total // VARIANT_ROUNDS)))
+                runs[model].append(await sample(send, questions[start:] + questions[:start], concurrency, count))
+            asked += count
     finally:
         for gateway in gateways.values():
             await gateway.close()

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,6 @@ VARIANT_FILES = {"onnx-fp32": "model-optimized.onnx", "onnx-int8": "model-int8.o
 # Dynamic INT8 quantises each run's activations with one scale per tensor, so a question's vector would depend on the
 # other questions of its batch (by up to 0.03 per component): that variant encodes one question per run.
 ONE_PER_RUN = frozenset({"onnx-int8"})
-# One question is a small run: several single-threaded runs at once (ONNX Runtime's Run is thread-safe) encode more
-# questions per second than one run spread over the same cores (1.18x on 2 cores; docs/experiments.md, 2026-12-07).
-# Batched runs are big enough to spread: for them the two ways measured the same.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
 
 
@@ -39,13 +37,22 @@ def execution_providers(preferred: Sequence[str] | None = None) -> list[str]:
     return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on, at most its cgroup's CPU quota (a pod's CPU limit) rounded up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()
+        return max(1, min(cores, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no quota
+        return cores
 
 
 class OnnxEncoder:
-    """``threads``: the cores it may use (default: all this process may run on). A batched variant gives them to each
-    run; a one-question-per-run variant runs that many questions at once, one thread each."""
+    """``threads``: the cores it may use (default: ONNX Runtime's, every core). Each run gets them; a
+    one-question-per-run variant with more than one question to encode instead runs that many questions at once, one
+    thread each: a question is a small run, and on 2 cores two single-threaded runs at once (ONNX Runtime's ``Run`` is
+    thread-safe) encode 1.18x the questions of one run over both, while a lone question is faster over both
+    (docs/experiments.md, 2026-12-07). Batched runs are big enough to spread: for them the two ways measured the same."""
 
     def __init__(self, folder: Path, variant: str, threads: int | None = None, providers: Sequence[str] | None = None):
         if variant not in VARIANT_FILES:
@@ -55,17 +62,26 @@ class OnnxEncoder:
         graph = self.path / VARIANT_FILES[variant]
         if not graph.is_file() or not (self.path / "tokenizer.json").is_file():
             raise MlopsError(f"no {variant} encoder in {self.path} ({graph.name} or tokenizer.json missing); export it again")
+        self.graph, self.providers = graph, execution_providers(providers)
         self.concurrent_runs = (threads or available_cores()) if variant in ONE_PER_RUN else 1
-        options = onnxruntime.SessionOptions()
-        if threads or variant in ONE_PER_RUN:
-            options.intra_op_num_threads = 1 if variant in ONE_PER_RUN else threads
-            options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(graph), options, providers=execution_providers(providers))
+        self.session = self._session(threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         config = self.path / "tokenizer_config.json"
         pad = json.loads(config.read_text(encoding="utf-8")).get("pad_token", "[PAD]") if config.is_file() else "[PAD]"
         self.pad = (pad, self.tokenizer.token_to_id(pad) or 0)
+
+    def _session(self, threads: int | None) -> onnxruntime.InferenceSession:
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        return onnxruntime.InferenceSession(str(self.graph), options, providers=self.providers)
+
+    @cached_property
+    def single_threaded(self) -> onnxruntime.InferenceSession:
+        """The session the concurrent runs share (made on first use: a Triton instance never needs it)."""
+        return self.session if self.session.get_session_options().intra_op_num_threads == 1 else self._session(1)
 
     def _tokenize(self, texts: Sequence[str], max_tokens: int) -> dict[str, np.ndarray]:
         """What the Transformers fast tokenizer gives with truncation at ``max_tokens`` and padding to the longest."""
@@ -87,7 +103,8 @@ class OnnxEncoder:
         out = None
         workers = min(self.concurrent_runs, len(batches))
         with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-            for idx, pooled in zip(groups, (pool.map if pool else map)(self._embed, batches), strict=True):
+            embed = partial(self._embed, self.single_threaded if pool else self.session)
+            for idx, pooled in zip(groups, (pool.map if pool else map)(embed, batches), strict=True):
                 if out is None:
                     out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
                 out[idx] = pooled
@@ -95,9 +112,10 @@ class OnnxEncoder:
                     progress(len(idx))
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
-    def _embed(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    @staticmethod
+    def _embed(session: onnxruntime.InferenceSession, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Mean-pooled, normalised embeddings of one tokenised batch."""
-        hidden = self.session.run(None, batch)[0]
+        hidden = session.run(None, batch)[0]
         mask = batch["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
@@ -112,4 +130,3 @@ class OnnxEncoder:
         for name in (*TOKENIZER_FILES, VARIANT_FILES[self.variant]):
             if (self.path / name).is_file():
                 shutil.copy2(self.path / name, path / name)
-

@@ -43,8 +43,9 @@ class TritonPythonModel:
         # per instance: instances x threads = cores (see config.py), for torch or ONNX Runtime alike.
         version_dir = Path(args["model_repository"]) / args["model_version"]
         if threads:
-            # numpy's BLAS (the dense scores) would start a thread per core whose idle spinning takes the cores the
-            # other instances' encoders run on (each question cost twice the CPU: docs/experiments.md, 2026-12-07).
+            # Every native pool loaded so far (numpy's OpenBLAS, torch's OpenMP) at the instance's threads: OpenBLAS
+            # would start a thread per core for the dense scores, whose idle spinning takes the cores the other
+            # instances' encoders run on (a question cost twice the CPU: docs/experiments.md, 2026-12-07).
             threadpool_limits(int(threads))
         self.retriever = Retriever.load(version_dir, threads=int(threads) if threads else None)
 

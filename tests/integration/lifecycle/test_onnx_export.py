@@ -146,13 +146,13 @@ def test_int8_runs_its_questions_at_once_on_the_cores_it_is_given(exported):
     import threading
 
     encoder = OnnxEncoder(exported[0], "onnx-int8", threads=2)
-    real_run, both_in_flight = encoder.session.run, threading.Barrier(2, timeout=10)
+    real_run, both_in_flight = encoder.single_threaded.run, threading.Barrier(2, timeout=10)
 
     def run_in_pairs(*args):
         both_in_flight.wait()
         return real_run(*args)
 
-    encoder.session.run = run_in_pairs
+    encoder.single_threaded.run = run_in_pairs
     assert encoder.encode_queries(QUESTIONS).shape == (len(QUESTIONS), 384)
     single = OnnxEncoder(exported[0], "onnx-int8", threads=1)
     callers = []
@@ -160,3 +160,18 @@ def test_int8_runs_its_questions_at_once_on_the_cores_it_is_given(exported):
     single.session.run = lambda *args: callers.append(threading.get_ident()) or real_single(*args)
     single.encode_queries(QUESTIONS)
     assert callers == [threading.get_ident()] * len(QUESTIONS)
+    # A lone question is one run, on the session that spreads it over every thread it is given.
+    assert encoder.session is not encoder.single_threaded and encoder.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_the_cores_an_encoder_uses_stay_within_the_cgroup_quota(tmp_path: Path):
+    from mlops.search.onnx_encoder import available_cores
+
+    cpu_max = tmp_path / "cpu.max"
+    unlimited = available_cores(tmp_path / "absent")
+    cpu_max.write_text("max 100000\n")
+    assert available_cores(cpu_max) == unlimited
+    cpu_max.write_text("150000 100000\n")  # a pod limited to 1.5 CPUs
+    assert available_cores(cpu_max) == min(unlimited, 2)
+    cpu_max.write_text("50000 100000\n")
+    assert available_cores(cpu_max) == 1

@@ -27,8 +27,6 @@ def test_drive_keeps_the_concurrency_counts_failures_and_measures_latency():
     assert 0 < result.qps <= 400
 
 
-
-
 def test_summarise_pools_runs_as_one_level():
     from mlops.bench.load import Samples, summarise
 
