@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -55,7 +56,7 @@ PROFILE_SECONDS = 5
 # Run by path in its own process: importing locust here would monkey-patch this one with gevent.
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 WARMUP_REQUESTS = 16
-VARIANT_ROUNDS = 3
+ROUNDS = 3
 
 
 @contextmanager
@@ -80,34 +81,23 @@ def _process(name: str, command: list[str], log: Path, ready_url: str, env: dict
         stop_group(proc, grace_s=15)
 
 
-async def _triton_level(url: str, model: str, questions: list[str], concurrency: int, total: int) -> LoadResult:
-    gateway = TritonGateway(url, model, timeout_s=60, connections=max(concurrency, 1))
-    await gateway.open()
-    try:
-        send = lambda q: gateway.ask(q, TOP_K)  # noqa: E731
-        await drive(send, questions, min(concurrency, 4), WARMUP_REQUESTS)
-        return await drive(send, questions, concurrency, total)
-    finally:
-        await gateway.close()
-
-
-async def _variant_level(url: str, models: list[str], questions: list[str], concurrency: int, total: int) -> dict[str, LoadResult]:
-    """Every model at one concurrency, in ``VARIANT_ROUNDS`` rounds whose order rotates, so that a slower minute of a
-    shared machine falls on each model alike rather than on whichever was measured then."""
+async def _triton_levels(url: str, models: list[str], questions: list[str], concurrency: int, total: int) -> dict[str, LoadResult]:
+    """Each model through Triton at one concurrency, in ``ROUNDS`` rounds whose order rotates, so that a slower minute
+    of a shared machine falls on each model alike rather than on whichever was measured then."""
     gateways = {model: TritonGateway(url, model, timeout_s=60, connections=max(concurrency, 1)) for model in models}
+    sends = {model: partial(gateway.ask, top_k=TOP_K) for model, gateway in gateways.items()}
     runs: dict[str, list[Samples]] = {model: [] for model in models}
     try:
-        for gateway in gateways.values():
+        for model, gateway in gateways.items():
             await gateway.open()
-            await drive(lambda q, g=gateway: g.ask(q, TOP_K), questions, min(concurrency, 4), WARMUP_REQUESTS)
+            await drive(sends[model], questions, min(concurrency, 4), WARMUP_REQUESTS)
         asked = 0
-        for r in range(VARIANT_ROUNDS):
-            count = total // VARIANT_ROUNDS + (r < total % VARIANT_ROUNDS)  # the rounds add up to ``total``
+        for r in range(ROUNDS):
+            count = total // ROUNDS + (r < total % ROUNDS)  # the rounds add up to ``total``
             # Each round goes on through the questions where the last one stopped, so every question is asked.
             start = asked % len(questions)
             for model in models[r % len(models):] + models[:r % len(models)]:
-                send = lambda q, g=gateways[model]: g.ask(q, TOP_K)  # noqa: E731
-                runs[model].append(await sample(send, questions[start:] + questions[:start], concurrency, count))
+                runs[model].append(await sample(sends[model], questions[start:] + questions[:start], concurrency, count))
             asked += count
     finally:
         for gateway in gateways.values():
@@ -198,7 +188,7 @@ def run_bench(settings: Settings, config: BenchConfig, echo=print) -> dict:
         for c in config.concurrency:
             # The profile is taken at the concurrency the targets name; sampling costs a little CPU.
             sampling = profile.start(triton.pid, PROFILE_SECONDS, logs) if c == PROFILED_CONCURRENCY else None
-            result = asyncio.run(_triton_level(triton.http_url, settings.model_name, questions, c, config.requests))
+            result = asyncio.run(_triton_levels(triton.http_url, [settings.model_name], questions, c, config.requests))[settings.model_name]
             report["concurrency"][str(c)] = {"triton": result.model_dump(exclude={"concurrency"})}
             echo(_row("triton", result))
             if sampling is not None:
@@ -233,8 +223,8 @@ def run_bench(settings: Settings, config: BenchConfig, echo=print) -> dict:
         for m in models.values():
             triton.load_model(m["model"])  # all at once: a model that waits for its turn uses no CPU
         for c in config.concurrency:
-            results = asyncio.run(_variant_level(triton.http_url, [m["model"] for m in models.values()], questions, c,
-                                                 config.requests))
+            results = asyncio.run(_triton_levels(triton.http_url, [m["model"] for m in models.values()], questions, c,
+                                                  config.requests))
             for variant, m in models.items():
                 result = results[m["model"]]
                 report["variants"][variant][str(c)] = {"qps": result.qps, "p95_ms": result.p95_ms, "failures": result.failures}

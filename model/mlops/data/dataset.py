@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from mlops.core.errors import MlopsError
+from mlops.core.files import write_atomic
 from mlops.data.corpus import Symbol
 from mlops.data.feedback import FeedbackRow, OffTopicExample, from_feedback
 from mlops.data.labelled import LabelledQuestion, labelled_pairs
@@ -119,7 +120,7 @@ def build_dataset(symbols: list[Symbol], datasets_dir: Path, source: str, labell
     if not target.exists():
         _write_folder(target, {**{n: text.encode() for n, text in files.items()},
                                "manifest.json": json.dumps(manifest, indent=2).encode()})
-    _write_atomic(datasets_dir / LATEST, dataset_hash + "\n")
+    write_atomic(datasets_dir / LATEST, dataset_hash + "\n")
     return dataset_hash, manifest
 
 
@@ -164,12 +165,6 @@ def _write_folder(target: Path, files: dict[str, bytes]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def resolve(datasets_dir: Path, dataset_hash: str | None) -> Path:

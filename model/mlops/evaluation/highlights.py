@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlops.core.errors import MlopsError
+from mlops.core.files import write_atomic
 from mlops.data.eval_sets import NATURAL_DEV, NATURAL_QUESTIONS, load_natural_questions
 from mlops.search.retriever import Retriever
 
@@ -98,9 +99,7 @@ def check_highlights(retriever: Retriever, out: Path, questions_file: Path = NAT
     if not report["rows"]:
         raise MlopsError(f"no question of {questions_file} expects a symbol of this model's corpus that has a sentence to highlight")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    partial.replace(out)  # a reader never sees half a report
+    write_atomic(out, json.dumps(report, indent=2))
     n = report["labelled"]
     echo(f"highlights: {report['questions']} questions, {report['one_sentence']} with one sentence; of {n} labelled with a choice, "
          f"highlight accepted {report['highlight_accepted']}/{n}, first sentence {report['first_sentence_accepted']}/{n} "

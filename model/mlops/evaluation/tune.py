@@ -28,6 +28,7 @@ import mlflow
 import yaml
 
 from mlops.core.errors import MlopsError
+from mlops.core.files import write_atomic
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.lifecycle import tracking
@@ -183,8 +184,6 @@ def _write(out: Path, tuned: TrainConfig, best, parent_run_id: str, dataset_hash
               f"(evaluate's fusion weight {best.metrics['bm25_weight']}). Read by `mlops train --config`;\n"
               "# options given on the command line win over it.\n")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(header + yaml.safe_dump({k: (float(f"{v:.6g}") if isinstance(v, float) else v)
-                                                for k, v in fields.items()}, sort_keys=True), encoding="utf-8")
-    partial.replace(out)
+    write_atomic(out, header + yaml.safe_dump({k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in fields.items()},
+                                              sort_keys=True))
     return out

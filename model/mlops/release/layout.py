@@ -6,12 +6,12 @@ state of an environment before its first promotion, which sets both.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
 from mlops.core.errors import MlopsError
+from mlops.core.files import write_atomic
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 
@@ -78,9 +78,7 @@ def _rewrite(path: Path, key: str, value: str) -> Path:
         raise MlopsError(f"{path} has no `{key}:` line to change; restore it from git")
     replaced = [line[: len(line) - len(line.lstrip())] + f'{key}: "{value}"\n' if line.strip().startswith(f"{key}:") else line
                 for line in lines]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(replaced), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(replaced))
     return path
 
 

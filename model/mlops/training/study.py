@@ -35,6 +35,7 @@ import mlflow
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.core.errors import MlopsError
+from mlops.core.files import write_atomic
 from mlops.core.settings import Settings
 from mlops.data import dataset
 from mlops.lifecycle import tracking
@@ -166,9 +167,7 @@ def study(settings: Settings, config: StudyConfig, dataset_hash: str | None = No
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
         out = settings.reports_dir / REPORT
         _plot(report, settings.reports_dir / PLOT)
-        partial = out.with_suffix(".json.partial")
-        partial.write_text(json.dumps(report, indent=2), encoding="utf-8")
-        partial.replace(out)  # a reader never sees half a report
+        write_atomic(out, json.dumps(report, indent=2))
         mlflow.log_artifact(str(out), "study")
         mlflow.log_artifact(str(settings.reports_dir / PLOT), "study")
     echo(f"wrote {out} and {settings.reports_dir / PLOT}")
