@@ -167,6 +167,7 @@ def test_int8_runs_its_questions_at_once_on_the_cores_it_is_given(exported):
 def test_the_cores_an_encoder_uses_stay_within_the_cgroup_quota(tmp_path: Path):
     from mlops.search.onnx_encoder import available_cores
 
+    # cpu.max as the kernel writes it (Documentation/admin-guide/cgroup-v2.rst, "cpu.max"): "$MAX $PERIOD", "max" for none.
     cpu_max = tmp_path / "cpu.max"
     unlimited = available_cores(tmp_path / "absent")
     cpu_max.write_text("max 100000\n")
